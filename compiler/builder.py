@@ -1,0 +1,70 @@
+"""`GraphBuilder`: the one way the front end (and passes that add nodes) create values.
+
+Every node gets its output shape from the op's shape rule, so a built graph verifies by construction.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .ir import Graph, Node, Op, Value, freeze
+from .rules import shape_of
+
+
+class GraphBuilder:
+    """Accumulates inputs, nodes and parameters; `finish()` returns the immutable `Graph`."""
+
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self.inputs: list[Value] = []
+        self.input_names: list[str] = []
+        self.nodes: list[Node] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.values: dict[str, Value] = {}
+        self._counts: dict[str, int] = {}
+
+    def fresh(self, base: str) -> str:
+        """A value name not used yet, derived from `base` (usually the Keras layer path)."""
+        n = self._counts.get(base, 0)
+        self._counts[base] = n + 1
+        name = base if n == 0 else f"{base}.{n}"
+        while name in self.values or name in self.params:
+            n += 1
+            self._counts[base] = n + 1
+            name = f"{base}.{n}"
+        return name
+
+    def input(self, keras_name: str, shape: tuple, dtype: str = "float32") -> str:
+        v = Value(self.fresh(keras_name), (None,) + tuple(int(d) for d in shape), dtype)
+        self.inputs.append(v)
+        self.input_names.append(keras_name)
+        self.values[v.name] = v
+        return v.name
+
+    def param(self, name: str, array: np.ndarray) -> str:
+        """Register a constant; the same name registered twice (a shared layer) is the same array."""
+        if name in self.params:
+            return name
+        if name in self.values:
+            name = self.fresh(name)
+        self.params[name] = np.ascontiguousarray(array, dtype=np.float32)
+        return name
+
+    def shape(self, name: str) -> tuple:
+        if name in self.values:
+            return self.values[name].shape
+        return tuple(self.params[name].shape)
+
+    def add(self, op: Op, inputs: list[str] | tuple[str, ...], attrs: Mapping[str, Any] | None = None,
+            layer: str = "", name: str | None = None) -> str:
+        attrs = dict(attrs or {})
+        shape = shape_of(op, [self.shape(i) for i in inputs], attrs)
+        out = Value(self.fresh(name or layer or op.label), tuple(shape))
+        self.nodes.append(Node(op, tuple(inputs), out, freeze(attrs), layer))
+        self.values[out.name] = out
+        return out.name
+
+    def finish(self, outputs: list[str], output_names: list[str]) -> Graph:
+        return Graph(tuple(self.inputs), tuple(self.nodes), tuple(outputs), dict(self.params),
+                     tuple(self.input_names), tuple(output_names), self.name)

@@ -1,0 +1,318 @@
+"""CPU backend: renders a planned graph as the Python source of one module of `numba.njit` functions.
+
+The module defines `run(blob, arena, n, in0, ..., out0, ...)`, the whole model as one compiled call:
+`blob` is the packed weights (float32, 1-D), `arena` the planned scratch memory (float32, 1-D, at
+least `n * arena_per_sample` long), `n` the batch size. Hand-written kernels come from
+`kerasjit.kernels.cpu`; generated ones (fused elementwise loops) are defined in the module itself.
+A backend is the table `EMITTERS: op -> emitter`; everything else here is shared plumbing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ...errors import CompileError
+from ..ir import Graph, Group, Node, Op
+from ..plan import Plan, plan_memory
+from .common import Blob, Constants, IndentedBuffer, collapse, dims_expr, step_lines
+
+JIT = "@njit(cache=True, nogil=True, error_model='numpy', boundscheck=False)"
+
+
+@dataclass
+class Generated:
+    source: str
+    blob: Blob
+    plan: Plan
+
+
+class CpuCodegen:
+    """Holds the state of rendering one graph: variable names, weights blob, generated kernels."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.values = g.values()
+        self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok)
+        self.blob = Blob()
+        self.c = Constants()
+        self.kernels: dict[str, str] = {}   # kernel body (name-free) -> function name
+        self.kernel_src: list[str] = []
+        self.body = IndentedBuffer()
+        self.var: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ helpers for emitters
+    def shape(self, name: str) -> tuple:
+        if name in self.values:
+            return self.values[name].shape
+        return tuple(self.g.params[name].shape)
+
+    def ref(self, name: str) -> str:
+        """The Python expression of a value or parameter (parameters as views of the blob)."""
+        if name in self.var:
+            return self.var[name]
+        if name in self.g.params:
+            return self.weight(name, self.g.params[name])
+        raise CompileError(f"value {name!r} used before it is defined")
+
+    def weight(self, key: str, array: np.ndarray) -> str:
+        off, shape = self.blob.add(key, array)
+        size = int(np.prod(shape)) if shape else 1
+        dims = ", ".join(str(d) for d in shape) if shape else "1"
+        return f"blob[{off}:{off + size}].reshape(({dims},))"
+
+    def scratch(self, node: Node) -> str:
+        off, size = self.plan.scratch[node.out.name]
+        return f"arena[n * {off}:n * {off + size}]"
+
+    def line(self, text: str) -> None:
+        self.body.line(text)
+
+    def scratch_size(self, n: Node, values: dict) -> int:
+        if n.op is not Op.CONV:
+            return 0
+        x, w = values[n.inputs[0]].shape, self.g.params[n.inputs[1]].shape
+        kh, kw, cig, co = w
+        groups = n.attr("groups", 1)
+        _, oh, ow, _ = n.out.shape
+        if _is_depthwise(n, x, w):
+            return 0
+        if groups == 1 and _is_pointwise(n, x, w):
+            return 0
+        return oh * ow * kh * kw * cig + (oh * ow * (co // groups) if groups > 1 else 0)
+
+    def in_place_ok(self, n: Node) -> bool:
+        main = n.inputs[0]
+        return n.op is Op.FUSED and main in self.values and tuple(self.values[main].shape) == tuple(n.out.shape)
+
+    # ------------------------------------------------------------------ fused elementwise loops
+    def elementwise(self, node: Node, main: str | None, out: str) -> None:
+        """Emit `out = epilogue(main)` as one generated loop; `main` None means `out` in place."""
+        steps = node.epilogue
+        operands = [node.inputs[s.operand] for s in steps if s.operand is not None]
+        out_shape = node.out.shape
+        shapes = [self.shape(main) if main is not None else out_shape] + [self.shape(o) for o in operands]
+        groups, bflags = collapse(out_shape, shapes)
+        rank = len(groups)
+        buf = IndentedBuffer()
+        args = ", ".join(f"a{i}" for i in range(len(operands) + 1))
+        buf.line(f"def {{name}}(out, {args}):")
+        with buf.indent():
+            buf.line(", ".join(f"d{k}" for k in range(rank)) + (", = out.shape" if rank == 1 else " = out.shape"))
+            for k in range(rank):
+                buf.line(f"for i{k} in range(d{k}):")
+                buf.level += 1
+
+            def index(flags: list[bool]) -> str:
+                return ", ".join("0" if f else f"i{k}" for k, f in enumerate(flags))
+
+            buf.line(f"x = a0[{index(bflags[0])}]")
+            k_op = 1
+            for s in steps:
+                operand = None
+                if s.operand is not None:
+                    operand = f"a{k_op}[{index(bflags[k_op])}]"
+                    k_op += 1
+                for ln in step_lines(s, "x", operand, self.c):
+                    buf.line(ln)
+            buf.line(f"out[{index([False] * rank)}] = x")
+            buf.level -= rank
+        body = buf.getvalue()
+        name = self.kernels.get(body)
+        if name is None:
+            name = f"_ew{len(self.kernels)}"
+            self.kernels[body] = name
+            self.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
+        call_args = [f"{out}.reshape({dims_expr(out_shape, groups, [False] * rank, 'n')})"]
+        main_expr = out if main is None else self.ref(main)
+        padded = [(1,) * (len(out_shape) - len(s)) + tuple(s) for s in shapes]
+        call_args.append(f"{main_expr}.reshape({dims_expr(padded[0], groups, bflags[0], 'n')})")
+        for k, o in enumerate(operands, start=1):
+            call_args.append(f"{self.ref(o)}.reshape({dims_expr(padded[k], groups, bflags[k], 'n')})")
+        self.line(f"{name}({', '.join(call_args)})")
+
+    # ------------------------------------------------------------------ driver
+    def define(self, name: str) -> str:
+        """Bind the Python variable of value `name` to its planned storage."""
+        kind, where = self.plan.storage[name]
+        v = self.values[name]
+        dims = ", ".join(["n"] + [str(d) for d in v.shape[1:]])
+        var = f"v{len(self.var)}"
+        if kind == "input":
+            expr = f"in{where}"
+        elif kind == "output":
+            expr = f"out{where}"
+        elif kind == "alias":
+            expr = f"{self.var[where]}.reshape(({dims},))"
+        else:
+            ps = v.per_sample()
+            expr = f"arena[n * {where}:n * {where + ps}].reshape(({dims},))"
+        self.line(f"{var} = {expr}")
+        self.var[name] = var
+        return var
+
+    def generate(self) -> Generated:
+        g = self.g
+        ins = [f"in{k}" for k in range(len(g.inputs))]
+        outs = [f"out{k}" for k in range(len(g.outputs))]
+        self.body.line(JIT)
+        self.body.line(f"def run(blob, arena, n, {', '.join(ins + outs)}):")
+        with self.body.indent():
+            for v in g.inputs:
+                self.define(v.name)
+            for node in g.nodes:
+                self.line(f"# {node.op.label} {node.layer}")
+                out = self.define(node.out.name)
+                emit = EMITTERS.get(node.op)
+                if emit is None:
+                    raise CompileError(f"the CPU backend has no emitter for {node.op.label} (layer {node.layer!r})")
+                try:
+                    emit(self, node, out)
+                except CompileError:
+                    raise
+                except Exception as e:
+                    raise CompileError(f"while generating code for {node}: {type(e).__name__}: {e}") from e
+            for k, name in self.plan.output_copies:
+                self.line(f"out{k}[:] = {self.ref(name)}.reshape(out{k}.shape)")
+            self.line("return 0")
+        head = ["import math", "import numpy as np", "from numba import njit",
+                "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce", ""]
+        src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
+            self.body.getvalue()
+        return Generated(src, self.blob, self.plan)
+
+
+# ---------------------------------------------------------------------- emitters
+def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
+    return w[2] == 1 and n.attr("groups", 1) == x[-1] and n.attr("groups", 1) > 1
+
+
+def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
+    return (w[0] == 1 and w[1] == 1 and tuple(n.attr("strides")) == (1, 1)
+            and tuple(n.attr("pads")) == ((0, 0), (0, 0)))
+
+
+def _epilogue(cg: CpuCodegen, node: Node, out: str) -> None:
+    if node.epilogue:
+        cg.elementwise(node, None, out)
+
+
+def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
+    x, wname = node.inputs[0], node.inputs[1]
+    w = cg.g.params[wname]
+    kh, kw, cig, co = w.shape
+    groups = node.attr("groups", 1)
+    (sh, sw), (dh, dw) = node.attr("strides"), node.attr("dilation")
+    (pt, _), (pl, _) = node.attr("pads")
+    xs = cg.shape(x)
+    if _is_depthwise(node, xs, w.shape):
+        wv = cg.weight(f"{wname}@dw", w.reshape(kh, kw, co))
+        cg.line(f"_conv.depthwise2d({cg.ref(x)}, {wv}, {out}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl})")
+    else:
+        packed = w.reshape(kh * kw * cig, groups, co // groups).transpose(1, 0, 2)
+        wv = cg.weight(f"{wname}@gemm", packed)
+        scratch = cg.scratch(node) if node.out.name in cg.plan.scratch else "arena[0:0]"
+        cg.line(f"_conv.conv2d({cg.ref(x)}, {wv}, {out}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, {scratch})")
+    _epilogue(cg, node, out)
+
+
+def emit_matmul(cg: CpuCodegen, node: Node, out: str) -> None:
+    x, wname = node.inputs[0], node.inputs[1]
+    k, m = cg.g.params[wname].shape
+    rows = int(np.prod(cg.shape(x)[1:-1], dtype=np.int64))
+    r = "n" if rows == 1 else f"n * {rows}"
+    cg.line(f"_conv.matmul({cg.ref(x)}.reshape(({r}, {k})), {cg.ref(wname)}, {out}.reshape(({r}, {m})))")
+    _epilogue(cg, node, out)
+
+
+def emit_fused(cg: CpuCodegen, node: Node, out: str) -> None:
+    cg.elementwise(node, None if node.out.name in cg.plan.in_place else node.inputs[0], out)
+
+
+def emit_pool(cg: CpuCodegen, node: Node, out: str) -> None:
+    (kh, kw), (sh, sw) = node.attr("pool"), node.attr("strides")
+    (pt, _), (pl, _) = node.attr("pads")
+    fn = "maxpool2d" if node.op is Op.MAXPOOL else "avgpool2d"
+    cg.line(f"_pool.{fn}({cg.ref(node.inputs[0])}, {out}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl})")
+
+
+def _three(shape: tuple, first: int, last: int) -> str:
+    """(outer, reduced, inner) view expression of `shape` reducing axes first..last."""
+    def prod(dims: tuple) -> str:
+        static = int(np.prod([d for d in dims if d is not None], dtype=np.int64))
+        if any(d is None for d in dims):
+            return "n" if static == 1 else f"n * {static}"
+        return str(static)
+    return f"({prod(shape[:first])}, {prod(shape[first:last + 1])}, {prod(shape[last + 1:])})"
+
+
+def emit_reduce(cg: CpuCodegen, node: Node, out: str) -> None:
+    axes = sorted(node.attr("axes"))
+    if axes != list(range(axes[0], axes[-1] + 1)) or axes[0] == 0:
+        raise CompileError(f"layer {node.layer!r}: reduction over axes {axes} (not one run of non-batch axes)")
+    xs = cg.shape(node.inputs[0])
+    view = _three(xs, axes[0], axes[-1])
+    a, _, b = view.strip("()").split(", ")
+    fn = "mean3" if node.op is Op.MEAN else "max3"
+    cg.line(f"_reduce.{fn}({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape(({a}, {b})))")
+
+
+def emit_softmax(cg: CpuCodegen, node: Node, out: str) -> None:
+    axis = node.attr("axis")
+    view = _three(cg.shape(node.inputs[0]), axis, axis)
+    cg.line(f"_reduce.softmax3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}))")
+
+
+def emit_reshape(cg: CpuCodegen, node: Node, out: str) -> None:
+    pass  # an alias: `define` already bound the view
+
+
+def emit_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
+    cg.line(f"{out}[...] = np.transpose({cg.ref(node.inputs[0])}, {tuple(node.attr('perm'))})")
+
+
+def _slices(ranges: list[tuple[int, int] | None]) -> str:
+    return ", ".join(":" if r is None else f"{r[0]}:{r[1]}" for r in ranges)
+
+
+def emit_pad(cg: CpuCodegen, node: Node, out: str) -> None:
+    xs = cg.shape(node.inputs[0])
+    ranges = [None] + [(lo, lo + d) for d, (lo, _) in zip(xs[1:], node.attr("pads")[1:])]
+    cg.line(f"{out}[...] = {cg.c(node.attr('value', 0.0))}")
+    cg.line(f"{out}[{_slices(ranges)}] = {cg.ref(node.inputs[0])}")
+
+
+def emit_concat(cg: CpuCodegen, node: Node, out: str) -> None:
+    axis = node.attr("axis")
+    off = 0
+    for i in node.inputs:
+        d = cg.shape(i)[axis]
+        ranges: list = [None] * len(node.out.shape)
+        ranges[axis] = (off, off + d)
+        cg.line(f"{out}[{_slices(ranges)}] = {cg.ref(i)}")
+        off += d
+
+
+EMITTERS: dict[Op, Callable[[CpuCodegen, Node, str], None]] = {
+    Op.CONV: emit_conv,
+    Op.MATMUL: emit_matmul,
+    Op.FUSED: emit_fused,
+    Op.MAXPOOL: emit_pool,
+    Op.AVGPOOL: emit_pool,
+    Op.MEAN: emit_reduce,
+    Op.MAX: emit_reduce,
+    Op.SOFTMAX: emit_softmax,
+    Op.RESHAPE: emit_reshape,
+    Op.TRANSPOSE: emit_transpose,
+    Op.PAD: emit_pad,
+    Op.CONCAT: emit_concat,
+}
+
+
+def generate_cpu(g: Graph) -> Generated:
+    """Source, packed weights and memory plan of `g` (after passes) for the CPU backend."""
+    for n in g.nodes:
+        if n.op.group in (Group.UNARY, Group.BINARY):
+            raise CompileError(f"unfused elementwise node reached codegen: {n}")
+    return CpuCodegen(g).generate()

@@ -1,0 +1,140 @@
+"""Memory planning: every runtime value gets storage, reused by liveness.
+
+All runtime values carry the batch as dimension 0, so every size is `batch * per_sample`. Offsets are
+planned once in per-sample units and scaled by the batch at run time: one plan serves every batch size.
+
+Storage kinds:
+- ("input", k):  the k-th graph input array, read only;
+- ("output", k): the k-th output array handed to the generated code;
+- ("arena", off): `arena[n*off : n*(off + per_sample)]`;
+- ("alias", name): a view of another value's storage (RESHAPE moves no data).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ir import Graph, Node, Op
+
+ALIGN = 16  # elements: 64-byte alignment of every buffer for any batch size
+
+
+def _align(x: int) -> int:
+    return -(-x // ALIGN) * ALIGN
+
+
+@dataclass
+class Plan:
+    storage: dict[str, tuple[str, object]] = field(default_factory=dict)
+    scratch: dict[str, tuple[int, int]] = field(default_factory=dict)  # node out -> (offset, size) per sample
+    arena_per_sample: int = 0
+    #: outputs that must be copied in at the end (an output that is an input or a reshape view)
+    output_copies: list[tuple[int, str]] = field(default_factory=list)
+    in_place: set[str] = field(default_factory=set)
+
+    def root(self, name: str) -> str:
+        while self.storage.get(name, ("", None))[0] == "alias":
+            name = self.storage[name][1]  # type: ignore[assignment]
+        return name
+
+
+class _Arena:
+    """First-fit allocator over per-sample offsets with coalescing of freed blocks."""
+
+    def __init__(self) -> None:
+        self.free: list[tuple[int, int]] = []  # (offset, size), sorted by offset
+        self.top = 0
+
+    def alloc(self, size: int) -> int:
+        size = _align(max(size, 1))
+        for i, (off, sz) in enumerate(self.free):
+            if sz >= size:
+                if sz == size:
+                    self.free.pop(i)
+                else:
+                    self.free[i] = (off + size, sz - size)
+                return off
+        if self.free and self.free[-1][0] + self.free[-1][1] == self.top:
+            off = self.free.pop()[0]
+            self.top = off + size
+            return off
+        off = self.top
+        self.top += size
+        return off
+
+    def release(self, off: int, size: int) -> None:
+        size = _align(max(size, 1))
+        self.free.append((off, size))
+        self.free.sort()
+        merged: list[tuple[int, int]] = []
+        for o, s in self.free:
+            if merged and merged[-1][0] + merged[-1][1] == o:
+                merged[-1] = (merged[-1][0], merged[-1][1] + s)
+            else:
+                merged.append((o, s))
+        self.free = merged
+
+
+def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = None,
+                in_place_ok: Callable[[Node], bool] | None = None) -> Plan:
+    """Assign storage to every value of `g`; `scratch_size(node, values)` is the backend's per-sample
+    scratch need of a node; `in_place_ok(node)` says whether it may write over its first input."""
+    plan = Plan()
+    values = g.values()
+    inputs = {v.name: k for k, v in enumerate(g.inputs)}
+    for name, k in inputs.items():
+        plan.storage[name] = ("input", k)
+    out_index: dict[str, int] = {}
+    for k, o in enumerate(g.outputs):
+        if o in out_index or o in inputs:
+            plan.output_copies.append((k, o))
+        else:
+            out_index[o] = k
+    for n in g.nodes:
+        if n.op is Op.RESHAPE:
+            plan.storage[n.out.name] = ("alias", n.inputs[0])
+            if n.out.name in out_index:
+                plan.output_copies.append((out_index.pop(n.out.name), n.out.name))
+    # last use of every storage root
+    last: dict[str, int] = {}
+    for idx, n in enumerate(g.nodes):
+        for i in n.inputs:
+            if i in values:
+                last[plan.root(i)] = idx
+    for _, o in plan.output_copies:
+        last[plan.root(o)] = len(g.nodes)
+    arena = _Arena()
+    live: dict[str, tuple[int, int]] = {}
+    for idx, n in enumerate(g.nodes):
+        name = n.out.name
+        if name in plan.storage:  # alias
+            continue
+        size = values[name].per_sample()
+        if name in out_index:
+            plan.storage[name] = ("output", out_index[name])
+        else:
+            main = plan.root(n.inputs[0]) if n.inputs and n.inputs[0] in values else None
+            if (main in live and last.get(main) == idx and in_place_ok is not None and in_place_ok(n)
+                    and values[main].per_sample() == size
+                    and sum(1 for i in n.inputs if i in values and plan.root(i) == main) == 1):
+                off, sz = live.pop(main)
+                live[name] = (off, sz)
+                plan.storage[name] = ("arena", off)
+                plan.in_place.add(name)
+            else:
+                off = arena.alloc(size)
+                live[name] = (off, size)
+                plan.storage[name] = ("arena", off)
+        need = scratch_size(n, values) if scratch_size else 0
+        if need:
+            off = arena.alloc(need)
+            plan.scratch[name] = (off, need)
+            arena.release(off, need)
+        for i in set(n.inputs):
+            r = plan.root(i) if i in values else None
+            if r in live and last.get(r) == idx and r != name:
+                arena.release(*live.pop(r))
+        if name in live and name not in last and name not in out_index:
+            arena.release(*live.pop(name))  # a value nobody reads (an unused branch)
+    plan.arena_per_sample = arena.top
+    return plan

@@ -1,0 +1,146 @@
+"""`CompiledModel`: a loaded artifact, ready to `predict`. Imports nothing of the compiler."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ArtifactError, InputError
+from .artifact import MODULE, WEIGHTS, check_artifact, read_manifest
+
+
+def _load_module(path: Path, name: str):
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ArtifactError(f"{path}: cannot import the generated module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise ArtifactError(f"{path}: the generated module does not import: {type(e).__name__}: {e}") from e
+    return module
+
+
+class CompiledModel:
+    """A compiled Keras model. `predict` takes numpy arrays and returns numpy arrays, as Keras does."""
+
+    def __init__(self, path: str | Path, verify: bool = True):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        if verify:
+            check_artifact(self.path, self.manifest)
+        m = self.manifest
+        self.name: str = m.get("model_name", "model")
+        self.input_names: list[str] = [i["name"] for i in m["inputs"]]
+        self.output_names: list[str] = [o["name"] for o in m["outputs"]]
+        self.input_shapes: list[tuple] = [tuple(i["shape"]) for i in m["inputs"]]
+        self.output_shapes: list[tuple] = [tuple(o["shape"]) for o in m["outputs"]]
+        self.input_dtypes: list[np.dtype] = [np.dtype(i["dtype"]) for i in m["inputs"]]
+        self._arena_per_sample = int(m["arena_per_sample"])
+        blob_size = int(m["blob_size"])
+        wpath = self.path / WEIGHTS
+        if wpath.stat().st_size != blob_size * 4:
+            raise ArtifactError(f"{wpath}: {wpath.stat().st_size} bytes, manifest says {blob_size * 4}")
+        # read-only mmap: the OS shares the pages between processes serving the same model
+        self._blob = np.memmap(wpath, dtype=np.float32, mode="r", shape=(blob_size,)).view(np.ndarray) \
+            if blob_size else np.zeros(16, np.float32)
+        self._blob.flags.writeable = False
+        self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{m['key'][:24]}")
+        self._run = self._module.run
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ inputs
+    def _normalize(self, x: Any) -> list[np.ndarray]:
+        n_in = len(self.input_names)
+        if isinstance(x, Mapping):
+            unknown = [k for k in x if k not in self.input_names]
+            missing = [k for k in self.input_names if k not in x]
+            if unknown or missing:
+                raise InputError(f"model {self.name!r}: inputs are {self.input_names}; "
+                                 + (f"unknown {unknown}" if unknown else "") + (" " if unknown and missing else "")
+                                 + (f"missing {missing}" if missing else ""))
+            xs = [x[k] for k in self.input_names]
+        elif isinstance(x, (list, tuple)) and n_in > 1:
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != n_in:
+            raise InputError(f"model {self.name!r} takes {n_in} input(s) {self.input_names}, got {len(xs)}")
+        out = []
+        batch = None
+        for name, shape, dtype, a in zip(self.input_names, self.input_shapes, self.input_dtypes, xs):
+            try:
+                a = np.asarray(a)
+            except Exception as e:
+                raise InputError(f"input {name!r}: cannot be read as an array: {e}") from e
+            if a.dtype.kind not in "biuf":
+                raise InputError(f"input {name!r}: dtype {a.dtype} is not numeric")
+            want = "(batch, " + ", ".join(str(d) for d in shape[1:]) + ")"
+            if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
+                raise InputError(f"input {name!r}: expected shape {want}, got {tuple(a.shape)}")
+            if batch is None:
+                batch = a.shape[0]
+            elif a.shape[0] != batch:
+                raise InputError(f"input {name!r}: batch {a.shape[0]} differs from the first input's {batch}")
+            # a copy whenever the dtype, layout or writeability differs: never touch the caller's array,
+            # and keep one numba signature (readonly arrays would be a different type)
+            if a.dtype != dtype or not a.flags.c_contiguous or not a.flags.writeable:
+                a = np.array(a, dtype=dtype, order="C", copy=True)
+            out.append(a)
+        return out
+
+    def _arena(self, n: int) -> np.ndarray:
+        # One arena per thread: predict may run concurrently from several threads (the run is nogil).
+        arena = getattr(self._local, "arena", None)
+        need = max(n * self._arena_per_sample, 16)
+        if arena is None or arena.size < need:
+            arena = np.empty(need, np.float32)
+            self._local.arena = arena
+        return arena
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        """Run the model on a batch: an array, a list of arrays, or a dict keyed by input layer name.
+
+        Returns one array for a single-output model, else a list in the model's output order.
+        """
+        xs = self._normalize(x)
+        n = int(xs[0].shape[0])
+        outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
+        if n:
+            self._run(self._blob, self._arena(n), n, *xs, *outs)
+        return outs[0] if len(outs) == 1 else outs
+
+    __call__ = predict
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> Path:
+        """Copy the artifact (generated code, weights and numba's cache) to `path` (a directory)."""
+        path = Path(path)
+        if path.resolve() == self.path.resolve():
+            return path
+        if path.exists():
+            if not (path / "manifest.json").exists():
+                raise ArtifactError(f"{path}: exists and is not a kerasjit artifact; refusing to overwrite")
+            shutil.rmtree(path)
+        # copy2 keeps modification times, which numba's cache index checks
+        shutil.copytree(self.path, path, copy_function=shutil.copy2)
+        return path
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}{tuple(s)}" for n, s in zip(self.input_names, self.input_shapes))
+        return f"<CompiledModel {self.name!r} ({ins}) target={self.manifest.get('target')} at {self.path}>"
+
+
+def load(path: str | Path, verify: bool = True) -> CompiledModel:
+    """Load a compiled artifact written by `kerasjit.compile(...)` or `CompiledModel.save(...)`."""
+    return CompiledModel(path, verify=verify)
