@@ -1,6 +1,7 @@
 """Small helpers shared by the parent and the worker processes (standard library only)."""
 from __future__ import annotations
 
+import re
 import resource
 import sys
 
@@ -8,14 +9,23 @@ __all__ = ["short_reason", "peak_rss_mib", "current_rss_mib"]
 
 
 def short_reason(e: BaseException, limit: int = 160) -> str:
-    """`Type: first line of the message`, cut to `limit` characters, for a table cell."""
-    lines = [line for line in str(e).strip().splitlines() if line.strip()]
-    msg = lines[0].strip() if lines else ""
-    # tf2onnx and XLA put the useful part on the last line of long messages
-    if len(lines) > 1 and len(msg) < 20:
-        msg = lines[-1].strip()
+    """`Type: message` in one line of at most `limit` characters, for a table cell.
+
+    File paths are dropped (they are the suite's own files); a first line that ends in ':' and
+    introduces a list (kerasjit's unsupported layers) gets the list's `(ClassName)` items appended.
+    """
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    msg = _PATH.sub("", lines[0]) if lines else ""
+    if len(lines) > 1 and msg.endswith(":"):
+        classes = list(dict.fromkeys(c for line in lines[1:] for c in re.findall(r"\((\w+)\)", line)))
+        msg += " " + (", ".join(classes) if classes else "; ".join(lines[1:]))
+    elif len(lines) > 1 and len(msg) < 20:  # tf2onnx and XLA put the useful part on the last line
+        msg = _PATH.sub("", lines[-1])
     text = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?/[^\s:'\"]+/[^\s:'\"]*:?\s*")
 
 
 def peak_rss_mib() -> float:

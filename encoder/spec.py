@@ -37,8 +37,18 @@ class ModelSpec:
 
     @property
     def keras_major(self) -> int:
-        """Major version of the Keras that wrote the model (3 when unknown and the config looks modern)."""
+        """Major version of the Keras that wrote the model; when the files do not record it, read off
+        the config's style (Keras 3 configs carry `module` keys and dict-form inbound nodes)."""
         try:
             return int(self.keras_version.split(".")[0])
         except (ValueError, IndexError):
+            pass
+        if "module" in self.config:
             return 3
+        inner = self.config.get("config")
+        layers = inner.get("layers", []) if isinstance(inner, dict) else inner or []
+        for layer in layers:
+            nodes = layer.get("inbound_nodes") if isinstance(layer, dict) else None
+            if nodes:
+                return 3 if isinstance(nodes[0], dict) else 2
+        return 3

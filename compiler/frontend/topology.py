@@ -119,6 +119,19 @@ class _Lowering:
                                    f"{type(e).__name__}: {e}") from e
         return outs
 
+    def _node_offset(self, lc: dict, in_call_args: bool) -> int:
+        """A nested functional model's node 0 is its own construction, which configs do not list.
+        Keras 2 counts it in every reference to the model's calls (for any model whose first layer is
+        an InputLayer, Sequential included); Keras 3 counts it in `output_layers` of Functional models
+        but not in the `keras_history` of call arguments, which it renumbers over the listed calls."""
+        if not _is_model(lc) or in_call_args:
+            return 0
+        if self.spec.keras_major >= 3:
+            return 1 if lc.get("class_name") in ("Functional", "Model") else 0
+        inner = lc.get("config", {})
+        layers = inner.get("layers", []) if isinstance(inner, dict) else inner
+        return 1 if layers and layers[0].get("class_name") == "InputLayer" else 0
+
     # -- models --
     def model(self, mc: dict, prefix: str, xs: list[str] | None) -> list[str]:
         if mc.get("class_name") == "Sequential":
@@ -172,23 +185,24 @@ class _Lowering:
                 done[(name, ni)] = [xs[i]]
         visiting: set[tuple[str, int]] = set()
 
-        def tensor(ref: Ref) -> str:
+        def tensor(ref: Ref, in_call_args: bool = False) -> str:
             name, ni, ti = ref
+            lc = by_name.get(name)
+            if lc is None:
+                raise ModelFormatError(f"{self.spec.source}: a node refers to layer {name!r}, "
+                                       f"which is not in the model config")
+            ni -= self._node_offset(lc, in_call_args)
             key = (name, ni)
             if key not in done:
                 if key in visiting:
                     raise ModelFormatError(f"{self.spec.source}: the model graph has a cycle through layer {name!r}")
-                lc = by_name.get(name)
-                if lc is None:
-                    raise ModelFormatError(f"{self.spec.source}: a node refers to layer {name!r}, "
-                                           f"which is not in the model config")
                 nodes = lc.get("inbound_nodes", [])
-                if ni >= len(nodes):
+                if not 0 <= ni < len(nodes):
                     raise ModelFormatError(f"{self.spec.source}: a node refers to call {ni} of layer {name!r}, "
                                            f"which has {len(nodes)} call(s)")
                 visiting.add(key)
                 refs, kwargs = _node_refs(nodes[ni])
-                ins = [tensor(r) for r in refs]
+                ins = [tensor(r, isinstance(nodes[ni], dict)) for r in refs]
                 done[key] = self.call_layer(lc, prefix + name, ins, kwargs)
                 visiting.discard(key)
             outs = done[key]
