@@ -32,6 +32,8 @@ ONNX_OPSET = 17
 def prepare_keras3(pm: PreparedModel) -> dict[str, Any]:
     """The Keras 3 step (see the module docstring); returns its JSON record."""
     os.environ["KERAS_BACKEND"] = "jax"
+    # the reference must be plain fp32: JAX on a GPU would use TF32 for matrix products by default
+    os.environ["JAX_PLATFORMS"] = "cpu"
     hide_tensorflow()
     import keras
 

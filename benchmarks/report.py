@@ -187,15 +187,42 @@ def markdown(results: dict[str, Any]) -> str:
     if loads:
         notes.append(f"- Load average (1 min) at the start -> end of each model's timing, {cfg['threads']} threads per "
                      "engine (a load above the CPU count means other processes competed): " + ", ".join(loads))
+    notes += [f"- {n}" for n in results.get("notes", [])]
     if notes:
         lines += ["", "## Notes", "", *notes]
     lines += ["", METHOD]
     return "\n".join(lines)
 
 
+def _ratio_rows(results: dict[str, Any], engines: list[str]) -> tuple[list[str], dict[str, list[float]], bool]:
+    """(group labels, engine -> ratio per group, relative_to_kerasjit) for the chart.
+
+    Groups are (model, batch) rows. When kerasjit ran on some row, only those rows are drawn, each
+    engine over kerasjit on its device; when it ran nowhere, every row, each engine over the fastest.
+    """
+    rows = []
+    for entry in results["models"].values():
+        recs = entry.get("engines", {})
+        for b in sorted({b for r in recs.values() for b in r.get("batches", {})}, key=int):
+            med = {e: (recs.get(e, {}).get("batches", {}).get(b) or {}).get("median_s") for e in engines}
+            ref = {e: recs.get(e, {}).get("ratio_reference") for e in engines}
+            rows.append((f"{entry['title']}\nb{b}", med, ref))
+    with_kj = [row for row in rows if any(row[1].get(row[2][e] or "") for e in engines if row[1].get(e))]
+    values: dict[str, list[float]] = {}
+    if with_kj:
+        shown = [e for e in engines if not e.startswith("kerasjit")]
+        for e in shown:
+            values[e] = [med[e] / med[ref[e]] if med.get(e) and med.get(ref[e] or "") else float("nan")
+                         for _, med, ref in with_kj]
+        return [label for label, _, _ in with_kj], values, True
+    for e in engines:
+        values[e] = [med[e] / min(v for v in med.values() if v) if med.get(e) else float("nan")
+                     for _, med, _ in rows]
+    return [label for label, _, _ in rows], values, False
+
+
 def plot_ratios(results: dict[str, Any], path: Path) -> str | None:
-    """Bar chart of each engine's time over kerasjit's (or over the fastest engine's when kerasjit did
-    not run) per model and batch, log scale; returns a note when it could not be drawn."""
+    """Bar chart of per-call time ratios (see `_ratio_rows`), log scale; a note when not drawn."""
     try:
         import matplotlib
 
@@ -203,37 +230,25 @@ def plot_ratios(results: dict[str, Any], path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError as e:
         return f"no chart: matplotlib not importable ({e})"
-    engines = _engines_shown(results)
-    groups: list[str] = []
-    values: dict[str, list[float]] = {e: [] for e in engines}
-    any_kerasjit = False
-    for entry in results["models"].values():
-        recs = entry.get("engines", {})
-        batches = sorted({b for r in recs.values() for b in r.get("batches", {})}, key=int)
-        for b in batches:
-            med = {e: (recs.get(e, {}).get("batches", {}).get(b) or {}).get("median_s") for e in engines}
-            refs = {e: recs.get(e, {}).get("ratio_reference") for e in engines}
-            for e in engines:
-                ref = refs.get(e)
-                base = med.get(ref) if ref else None
-                any_kerasjit |= bool(base)
-                if not base:
-                    dev = [med[x] for x in engines if med.get(x) and refs.get(x) == ref]
-                    base = min(dev) if dev else None
-                values[e].append(med[e] / base if med.get(e) and base else float("nan"))
-            groups.append(f"{entry['title']}\nb{b}")
-    if not groups:
-        return "no chart: no timings"
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(groups) * max(1, len(engines)) / 2), 5))
-    width = 0.8 / max(1, len(engines))
+    groups, values, vs_kerasjit = _ratio_rows(results, _engines_shown(results))
+    if not groups or not values:
+        return "no chart: no timings to compare"
+    engines = [e for e, vs in values.items() if any(v == v for v in vs)]  # v == v: not NaN
+    if not engines:
+        return "no chart: no timings to compare"
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.35 * len(groups) * len(engines) + 2), 5))
+    width = 0.8 / len(engines)
     for k, e in enumerate(engines):
         ax.bar([i + k * width for i in range(len(groups))], values[e], width, label=e)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, fontsize=7)
-    ax.set_ylabel("time / kerasjit time" if any_kerasjit else "time / fastest engine's time")
-    ax.set_title("Per-call time relative to kerasjit (above 1: kerasjit is faster)" if any_kerasjit
-                 else "Per-call time relative to the fastest engine (kerasjit did not run)")
+    if vs_kerasjit:
+        ax.set_ylabel("engine time / kerasjit time")
+        ax.set_title("Per-call time relative to kerasjit on the same device (above 1: kerasjit is faster)")
+    else:
+        ax.set_ylabel("engine time / fastest engine's time")
+        ax.set_title("Per-call time relative to the fastest engine (kerasjit ran on no model)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
