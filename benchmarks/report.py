@@ -116,8 +116,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {entry['title']} | {batch} | " + " | ".join(cells) + " |")
 
     lines += ["", "## Setup, start, memory", "",
-              "Per engine: compile cold / warm (model file to first result), peak RSS of its process. "
-              "kerasjit adds its fresh-process first predict from a saved artifact (inside / outside).", "",
+              "Per engine: compile cold / warm (model file to first result) · peak RSS of its process "
+              "(+ growth over the framework import alone). kerasjit adds its fresh-process first predict "
+              "from a saved artifact: inside / outside the process, and that process's peak RSS.", "",
               "| model | " + " | ".join(engines) + " |", "|---|" + "---|" * len(engines)]
     for entry in results["models"].values():
         if entry.get("error"):
@@ -129,13 +130,15 @@ def markdown(results: dict[str, Any]) -> str:
                 cells.append("-" if rec is None or rec["status"] == "unavailable" else f"failed ({_short(rec.get('error'), 40)})")
                 continue
             text = f"{_secs(rec.get('setup_cold_s'))} / {_secs(rec.get('setup_warm_s'))}"
-            peak = (rec.get("memory") or {}).get("peak_rss_mib")
-            if peak:
-                text += f" · {peak:.0f} MiB"
+            mem = rec.get("memory") or {}
+            if mem.get("peak_rss_mib"):
+                text += f" · {mem['peak_rss_mib']:.0f} MiB"
+                if mem.get("baseline_rss_mib"):
+                    text += f" (+{mem['peak_rss_mib'] - mem['baseline_rss_mib']:.0f})"
             cs = rec.get("coldstart")
             if cs:
-                text += (f" · start {_secs(cs['inside_s'])} / {_secs(cs['outside_s'])}" if "inside_s" in cs
-                         else f" · start failed ({_short(cs.get('error'), 40)})")
+                text += (f" · start {_secs(cs['inside_s'])} / {_secs(cs['outside_s'])}, {cs['peak_rss_mib']:.0f} MiB"
+                         if "inside_s" in cs else f" · start failed ({_short(cs.get('error'), 40)})")
             cells.append(text)
         lines.append(f"| {entry['title']} | " + " | ".join(cells) + " |")
 
@@ -185,9 +188,12 @@ def markdown(results: dict[str, Any]) -> str:
     loads = [f"{e['title']} {e['load_average']['start']:.2f}->{e['load_average']['end']:.2f}"
              for e in results["models"].values() if (e.get("load_average") or {}).get("end") is not None]
     if loads:
-        notes.append(f"- Load average (1 min) at the start -> end of each model's timing, {cfg['threads']} threads per "
-                     "engine (a load above the CPU count means other processes competed): " + ", ".join(loads))
+        notes.append(f"- Load average (1 min) at the start -> end of each model's timing (CPUs: {m['cpus_allowed']}, "
+                     f"threads per engine: {cfg['threads']}; a load above the CPU count means other processes "
+                     "competed for them): " + ", ".join(loads))
     notes += [f"- {n}" for n in results.get("notes", [])]
+    if results.get("interrupted"):
+        notes.append(f"- {results['interrupted']}")
     if notes:
         lines += ["", "## Notes", "", *notes]
     lines += ["", METHOD]

@@ -28,7 +28,7 @@ from typing import Any
 from . import models, stats, sysinfo
 from .client import WorkerClient, WorkerError, worker_env
 from .coldstart import measure as measure_coldstart
-from .engines import ENGINES, engine_device
+from .engines import engine_device
 from .files import PreparedModel
 from .kerasjit_import import REPO_ROOT
 from .progress import Progress
@@ -208,7 +208,8 @@ class Suite:
                 continue
             hello = run.client.hello
             self.engine_versions[run.name] = hello.get("versions", {})
-            run.facts.update(import_s=hello.get("import_s"), memory={"baseline_rss_mib": hello.get("baseline_rss_mib")})
+            run.facts.update(import_s=hello.get("import_s"), pinned_cpus=hello.get("pinned_cpus"),
+                             memory={"baseline_rss_mib": hello.get("baseline_rss_mib")})
             try:
                 reply = run.client.request("setup", cfg.setup_timeout, model=pm.name, dir=str(pm.dir))
                 run.facts.update({k: reply[k] for k in ("setup_cold_s", "setup_warm_s", "verify", "info") if k in reply})
@@ -286,6 +287,10 @@ class Suite:
                 tm = time.perf_counter()
                 try:
                     self.results["models"][name] = self.run_model(name, progress)
+                except KeyboardInterrupt:
+                    self.results["interrupted"] = f"interrupted during {name}; later models not run"
+                    progress.write(f"[bench] {self.results['interrupted']}")
+                    break
                 except Exception as e:  # noqa: BLE001 - a bug here must not lose the other models
                     self.results["models"][name] = {"title": models.get(name).title,
                                                     "error": f"suite error: {type(e).__name__}: {e}", "engines": {}}

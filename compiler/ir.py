@@ -51,6 +51,9 @@ class Op(enum.Enum):
     SOFTSIGN = ("softsign", Group.UNARY)
     EXP = ("exp", Group.UNARY)
     NEG = ("neg", Group.UNARY)
+    POW = ("pow", Group.UNARY)                # attrs: exponent  (2 square, 0.5 sqrt, -0.5 rsqrt, ...)
+    LOG = ("log", Group.UNARY)
+    SIGN = ("sign", Group.UNARY)              # -1, 0 or 1 (a comparison as arithmetic: masks, steps)
     # -- binary elementwise --
     ADD = ("add", Group.BINARY)
     SUB = ("sub", Group.BINARY)
@@ -60,7 +63,13 @@ class Op(enum.Enum):
     MINIMUM = ("minimum", Group.BINARY)
     # -- contraction --
     MATMUL = ("matmul", Group.CONTRACTION)    # x[..., K] @ w[K, M]; attrs: epilogue
-    CONV = ("conv", Group.CONTRACTION)        # NHWC x, HWIO w; attrs: strides, dilation, pads, groups, epilogue
+    # Spatial ops have 1, 2 or 3 spatial dims (len(strides)): x is (N, *spatial, C) channels-last, w is
+    # (*kernel, C_in/groups, C_out). Contractions keep output channels on w's last axis (folding scales it).
+    CONV = ("conv", Group.CONTRACTION)        # attrs: strides, dilation, pads, groups, epilogue
+    # The transpose (gradient) of CONV: input pixel i, kernel tap p feed output pixel i*stride + p*dilation
+    # - pads[lo] of the full (in-1)*stride + (k-1)*dilation + 1 output; pads crop it (a negative hi pad
+    # extends it with zeros, Keras's output_padding); w is (*kernel, C_in, C_out).
+    CONV_TRANSPOSE = ("conv_transpose", Group.CONTRACTION)  # attrs: strides, dilation, pads, epilogue
     # -- window --
     MAXPOOL = ("maxpool", Group.WINDOW)       # attrs: pool, strides, pads
     AVGPOOL = ("avgpool", Group.WINDOW)       # attrs: pool, strides, pads (padding excluded from the mean)
@@ -68,11 +77,13 @@ class Op(enum.Enum):
     MEAN = ("mean", Group.REDUCTION)          # attrs: axes, keepdims
     MAX = ("max", Group.REDUCTION)            # attrs: axes, keepdims
     SOFTMAX = ("softmax", Group.REDUCTION)    # attrs: axis
+    SPARSEMAX = ("sparsemax", Group.REDUCTION)  # attrs: axis (Keras 3's formula, see rules._sparsemax)
     # -- layout --
     RESHAPE = ("reshape", Group.LAYOUT)       # attrs: shape (without batch)
     TRANSPOSE = ("transpose", Group.LAYOUT)   # attrs: perm (full rank, perm[0] == 0)
     PAD = ("pad", Group.LAYOUT)               # attrs: pads ((lo, hi) per axis), value
     CONCAT = ("concat", Group.LAYOUT)         # attrs: axis
+    SLICE = ("slice", Group.LAYOUT)           # attrs: ranges ((start, stop, step) per axis after the batch)
     # -- fused --
     FUSED = ("fused", Group.FUSED)            # inputs[0] through attrs.epilogue
 

@@ -85,7 +85,8 @@ def _only_bias_epilogue(n: Node, params) -> bool:
 
 
 def fold_scale_shift(g: Graph) -> Graph:
-    """Fold `x * c` and `x + c` (c a per-channel constant) into the conv or dense that makes x.
+    """Fold `x * c` and `x + c` (c a per-channel constant) into the conv, transposed conv or dense
+    that makes x.
 
     BatchNormalization lowers to exactly this pair, so after this pass a Conv+BN is one conv with a
     bias. A multiply folds only while the producer's epilogue is bias additions alone.
@@ -105,7 +106,8 @@ def fold_scale_shift(g: Graph) -> Graph:
             a, b = b, a
         src = mapping.get(a, a)
         prod = replaced.get(src) or producers.get(src)
-        if b not in params or prod is None or prod.op not in (Op.CONV, Op.MATMUL):
+        # any contraction whose weight (inputs[1]) is a constant with output channels on its last axis
+        if b not in params or prod is None or prod.op.group is not Group.CONTRACTION or prod.inputs[1] not in params:
             continue
         if len(consumers.get(a, [])) != 1 or a in outputs or prod.out.shape != n.out.shape:
             continue

@@ -6,6 +6,7 @@ Unary functions also have a scalar form (`scalar_unary`) used by the interpreter
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable, Sequence
 
@@ -56,7 +57,21 @@ UNARY: dict[Op, Callable[..., np.ndarray]] = {
     Op.SOFTSIGN: lambda x: x / (1.0 + np.abs(x)),
     Op.EXP: np.exp,
     Op.NEG: np.negative,
+    Op.POW: lambda x, exponent: _pow(x, exponent),
+    Op.LOG: np.log,
+    Op.SIGN: np.sign,
 }
+
+
+def _pow(x: np.ndarray, exponent: float) -> np.ndarray:
+    # The exponents normalizations use, computed as Keras computes them (square, sqrt, rsqrt).
+    if exponent == 2.0:
+        return x * x
+    if exponent == 0.5:
+        return np.sqrt(x)
+    if exponent == -0.5:
+        return (1.0 / np.sqrt(x.astype(np.float64))).astype(x.dtype)
+    return np.power(x, np.float32(exponent))
 
 BINARY: dict[Op, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     Op.ADD: np.add,
@@ -109,6 +124,17 @@ def conv_out_dim(size: int, k: int, stride: int, dilation: int, lo: int, hi: int
     return (size + lo + hi - ((k - 1) * dilation + 1)) // stride + 1
 
 
+def conv_transpose_out_dim(size: int, k: int, stride: int, dilation: int, lo: int, hi: int) -> int:
+    return (size - 1) * stride + (k - 1) * dilation + 1 - lo - hi
+
+
+def _spatial_rank(x: Shape, w: Shape, attrs: dict[str, Any]) -> int:
+    rank = len(attrs["strides"])
+    if not (len(x) == rank + 2 and len(w) == rank + 2 and len(attrs["dilation"]) == rank == len(attrs["pads"])):
+        raise ValueError(f"input {tuple(x)}, kernel {tuple(w)} and attrs {attrs} disagree on the spatial rank")
+    return rank
+
+
 def same_pads(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """TensorFlow/Keras 'same' padding for one spatial dimension: (before, after)."""
     out = -(-size // stride)
@@ -131,23 +157,42 @@ def shape_of(op: Op, ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
     if op is Op.CONV:
         x, w = ins[0], ins[1]
         groups = attrs.get("groups", 1)
-        if x[-1] != w[2] * groups:
-            raise ValueError(f"conv: input has {x[-1]} channels, kernel expects {w[2] * groups}")
-        (sh, sw), (dh, dw) = attrs["strides"], attrs["dilation"]
-        (pt, pb), (pl, pr) = attrs["pads"]
-        return (x[0], conv_out_dim(x[1], w[0], sh, dh, pt, pb), conv_out_dim(x[2], w[1], sw, dw, pl, pr), w[3])
+        rank = _spatial_rank(x, w, attrs)
+        if x[-1] != w[-2] * groups:
+            raise ValueError(f"conv: input has {x[-1]} channels, kernel expects {w[-2] * groups}")
+        spatial = (conv_out_dim(x[1 + i], w[i], attrs["strides"][i], attrs["dilation"][i], *attrs["pads"][i])
+                   for i in range(rank))
+        return (x[0],) + tuple(spatial) + (w[-1],)
+    if op is Op.CONV_TRANSPOSE:
+        x, w = ins[0], ins[1]
+        rank = _spatial_rank(x, w, attrs)
+        if x[-1] != w[-2]:
+            raise ValueError(f"conv_transpose: input has {x[-1]} channels, kernel expects {w[-2]}")
+        spatial = (conv_transpose_out_dim(x[1 + i], w[i], attrs["strides"][i], attrs["dilation"][i], *attrs["pads"][i])
+                   for i in range(rank))
+        return (x[0],) + tuple(spatial) + (w[-1],)
     if g is Group.WINDOW:
         x = ins[0]
-        (kh, kw), (sh, sw) = attrs["pool"], attrs["strides"]
-        (pt, pb), (pl, pr) = attrs["pads"]
-        return (x[0], conv_out_dim(x[1], kh, sh, 1, pt, pb), conv_out_dim(x[2], kw, sw, 1, pl, pr), x[3])
+        pool, strides, pads = attrs["pool"], attrs["strides"], attrs["pads"]
+        if not len(pool) == len(strides) == len(pads) == len(x) - 2:
+            raise ValueError(f"{op.label}: pool {pool}, strides {strides}, pads {pads} do not fit input {tuple(x)}")
+        return (x[0],) + tuple(conv_out_dim(x[1 + i], pool[i], strides[i], 1, *pads[i]) for i in range(len(pool))) \
+            + (x[-1],)
     if op in (Op.MEAN, Op.MAX):
         axes = set(attrs["axes"])
         if attrs.get("keepdims"):
             return tuple(1 if i in axes else d for i, d in enumerate(ins[0]))
         return tuple(d for i, d in enumerate(ins[0]) if i not in axes)
-    if op is Op.SOFTMAX:
+    if op in (Op.SOFTMAX, Op.SPARSEMAX):
         return tuple(ins[0])
+    if op is Op.SLICE:
+        ranges = attrs["ranges"]
+        if len(ranges) != len(ins[0]) - 1:
+            raise ValueError(f"slice: {len(ranges)} ranges for input {tuple(ins[0])}")
+        for d, (start, stop, step) in zip(ins[0][1:], ranges):
+            if not (0 <= start and stop <= d and step > 0):
+                raise ValueError(f"slice: range {(start, stop, step)} out of an axis of size {d}")
+        return (ins[0][0],) + tuple(len(range(*r)) for r in ranges)
     if op is Op.RESHAPE:
         return (ins[0][0],) + tuple(attrs["shape"])
     if op is Op.TRANSPOSE:
@@ -166,44 +211,71 @@ def shape_of(op: Op, ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
 
 
 # ----------------------------------------------------------------------------- evaluation
+def _window(start: int, count: int, step: int) -> slice:
+    return slice(start, start + (count - 1) * step + 1, step)
+
+
 def _conv(x: np.ndarray, w: np.ndarray, strides, dilation, pads, groups: int) -> np.ndarray:
-    (sh, sw), (dh, dw) = strides, dilation
-    (pt, pb), (pl, pr) = pads
-    x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    kh, kw, cig, co = w.shape
-    n, h, wd, _ = x.shape
-    oh = (h - ((kh - 1) * dh + 1)) // sh + 1
-    ow = (wd - ((kw - 1) * dw + 1)) // sw + 1
+    """Channels-last convolution with any number of spatial dims, accumulated in float64."""
+    rank = len(strides)
+    x = np.pad(x, ((0, 0),) + tuple(tuple(p) for p in pads) + ((0, 0),)).astype(np.float64)
+    cig, co = w.shape[-2:]
+    outs = [(x.shape[1 + i] - ((w.shape[i] - 1) * dilation[i] + 1)) // strides[i] + 1 for i in range(rank)]
     cog = co // groups
-    out = np.zeros((n, oh, ow, co), np.float64)
+    out = np.zeros((x.shape[0], *outs, co), np.float64)
     for g in range(groups):
-        xs = x[..., g * cig:(g + 1) * cig].astype(np.float64)
+        xs = x[..., g * cig:(g + 1) * cig]
         ws = w[..., g * cog:(g + 1) * cog].astype(np.float64)
-        for i in range(kh):
-            for j in range(kw):
-                patch = xs[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw, :]
-                out[..., g * cog:(g + 1) * cog] += patch @ ws[i, j]
+        for tap in itertools.product(*(range(k) for k in w.shape[:rank])):
+            win = (slice(None),) + tuple(_window(tap[i] * dilation[i], outs[i], strides[i]) for i in range(rank))
+            out[..., g * cog:(g + 1) * cog] += xs[win] @ ws[tap]
     return out.astype(np.float32)
 
 
+def _conv_transpose(x: np.ndarray, w: np.ndarray, strides, dilation, pads) -> np.ndarray:
+    """Scatter each input pixel through the kernel into the full output, then crop it by `pads`."""
+    rank = len(strides)
+    full = [(x.shape[1 + i] - 1) * strides[i] + (w.shape[i] - 1) * dilation[i] + 1 for i in range(rank)]
+    out = np.zeros((x.shape[0], *full, w.shape[-1]), np.float64)
+    xs = x.astype(np.float64)
+    for tap in itertools.product(*(range(k) for k in w.shape[:rank])):
+        win = (slice(None),) + tuple(_window(tap[i] * dilation[i], x.shape[1 + i], strides[i]) for i in range(rank))
+        out[win] += xs @ w[tap].astype(np.float64)
+    # a negative hi pad (output_padding) extends the output with zeros
+    out = np.pad(out, ((0, 0),) + tuple((0, max(-hi, 0)) for _, hi in pads) + ((0, 0),))
+    crop = (slice(None),) + tuple(slice(lo, lo + full[i] - lo - hi) for i, (lo, hi) in enumerate(pads))
+    return out[crop].astype(np.float32)
+
+
 def _pool(x: np.ndarray, pool, strides, pads, kind: str) -> np.ndarray:
-    (kh, kw), (sh, sw) = pool, strides
-    (pt, pb), (pl, pr) = pads
+    rank = len(pool)
     fill = -np.inf if kind == "max" else 0.0
-    xp = np.pad(x.astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-    ones = np.pad(np.ones(x.shape[1:3]), ((pt, pb), (pl, pr)))
-    oh = (xp.shape[1] - kh) // sh + 1
-    ow = (xp.shape[2] - kw) // sw + 1
-    acc = np.full((x.shape[0], oh, ow, x.shape[3]), fill)
-    cnt = np.zeros((oh, ow))
-    for i in range(kh):
-        for j in range(kw):
-            win = xp[:, i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw, :]
-            acc = np.maximum(acc, win) if kind == "max" else acc + win
-            cnt += ones[i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw]
+    widths = tuple(tuple(p) for p in pads)
+    xp = np.pad(x.astype(np.float64), ((0, 0),) + widths + ((0, 0),), constant_values=fill)
+    ones = np.pad(np.ones(x.shape[1:1 + rank]), widths)
+    outs = [(xp.shape[1 + i] - pool[i]) // strides[i] + 1 for i in range(rank)]
+    acc = np.full((x.shape[0], *outs, x.shape[-1]), fill)
+    cnt = np.zeros(outs)
+    for tap in itertools.product(*(range(k) for k in pool)):
+        win = tuple(_window(tap[i], outs[i], strides[i]) for i in range(rank))
+        acc = np.maximum(acc, xp[(slice(None),) + win]) if kind == "max" else acc + xp[(slice(None),) + win]
+        cnt += ones[win]
     if kind == "avg":
-        acc = acc / cnt[None, :, :, None]
+        acc = acc / cnt[None, ..., None]
     return acc.astype(np.float32)
+
+
+def _sparsemax(x: np.ndarray, axis: int) -> np.ndarray:
+    """keras.activations.sparsemax as Keras 3 computes it: tau = (sum over the support of the
+    cumulative sums - 1) / k, which is not textbook sparsemax (that uses the k-th cumulative sum)."""
+    z = np.moveaxis(x.astype(np.float64), axis, -1)
+    zs = -np.sort(-z, axis=-1)
+    cs = np.cumsum(zs, axis=-1)
+    r = np.arange(1, z.shape[-1] + 1)
+    support = zs - (cs - 1) / r > 0
+    k = support.sum(axis=-1, keepdims=True)
+    tau = (np.where(support, cs, 0.0).sum(axis=-1, keepdims=True) - 1) / k
+    return np.moveaxis(np.maximum(z - tau, 0.0), -1, axis).astype(np.float32)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -225,6 +297,9 @@ def evaluate(op: Op, xs: Sequence[np.ndarray], attrs: dict[str, Any]) -> np.ndar
     if op is Op.CONV:
         y = _conv(xs[0], xs[1], attrs["strides"], attrs["dilation"], attrs["pads"], attrs.get("groups", 1))
         return apply_epilogue(y, epi, xs)
+    if op is Op.CONV_TRANSPOSE:
+        y = _conv_transpose(xs[0], xs[1], attrs["strides"], attrs["dilation"], attrs["pads"])
+        return apply_epilogue(y, epi, xs)
     if op is Op.FUSED:
         return apply_epilogue(xs[0], epi, xs)
     if op is Op.MAXPOOL:
@@ -237,6 +312,10 @@ def evaluate(op: Op, xs: Sequence[np.ndarray], attrs: dict[str, Any]) -> np.ndar
         return xs[0].max(axis=tuple(attrs["axes"]), keepdims=bool(attrs.get("keepdims")))
     if op is Op.SOFTMAX:
         return _softmax(xs[0].astype(np.float64), attrs["axis"]).astype(np.float32)
+    if op is Op.SPARSEMAX:
+        return _sparsemax(xs[0], attrs["axis"])
+    if op is Op.SLICE:
+        return np.ascontiguousarray(xs[0][(slice(None),) + tuple(slice(*r) for r in attrs["ranges"])])
     if op is Op.RESHAPE:
         return xs[0].reshape((xs[0].shape[0],) + tuple(attrs["shape"]))
     if op is Op.TRANSPOSE:

@@ -106,6 +106,19 @@ def step_lines(step: Step, x: str, operand: str | None, c: Callable[[float], str
         return [f"{x} = math.exp({x})"]
     if op is Op.NEG:
         return [f"{x} = -{x}"]
+    if op is Op.POW:
+        p = float(a["exponent"])
+        if p == 2.0:
+            return [f"{x} = {x} * {x}"]
+        if p == 0.5:
+            return [f"{x} = math.sqrt({x})"]
+        if p == -0.5:
+            return [f"{x} = {one} / math.sqrt({x})"]
+        return [f"{x} = {x} ** {c(p)}"]
+    if op is Op.LOG:
+        return [f"{x} = math.log({x})"]
+    if op is Op.SIGN:
+        return [f"{x} = {one} if {x} > {zero} else (-{one} if {x} < {zero} else {x})"]
     raise NotImplementedError(f"no scalar form for {op}")
 
 

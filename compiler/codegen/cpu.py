@@ -70,17 +70,20 @@ class CpuCodegen:
         self.body.line(text)
 
     def scratch_size(self, n: Node, values: dict) -> int:
-        if n.op is not Op.CONV:
+        if n.op not in (Op.CONV, Op.CONV_TRANSPOSE):
             return 0
         x, w = values[n.inputs[0]].shape, self.g.params[n.inputs[1]].shape
-        kh, kw, cig, co = w
+        taps = int(np.prod(w[:-2], dtype=np.int64))
+        if n.op is Op.CONV_TRANSPOSE:  # the (input pixels, taps * cout) GEMM result
+            return int(np.prod(x[1:-1], dtype=np.int64)) * taps * w[-1]
+        cig, co = w[-2:]
         groups = n.attr("groups", 1)
-        _, oh, ow, _ = n.out.shape
+        pixels = int(np.prod(n.out.shape[1:-1], dtype=np.int64))
         if _is_depthwise(n, x, w):
             return 0
         if groups == 1 and _is_pointwise(n, x, w):
             return 0
-        return oh * ow * kh * kw * cig + (oh * ow * (co // groups) if groups > 1 else 0)
+        return pixels * taps * cig + (pixels * (co // groups) if groups > 1 else 0)
 
     def in_place_ok(self, n: Node) -> bool:
         main = n.inputs[0]
@@ -177,7 +180,9 @@ class CpuCodegen:
                 self.line(f"out{k}[:] = {self.ref(name)}.reshape(out{k}.shape)")
             self.line("return 0")
         head = ["import math", "import numpy as np", "from numba import njit",
-                "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce", ""]
+                "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
+                "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
+                "from kerasjit.kernels.cpu import sparsemax as _sparsemax", ""]
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
             self.body.getvalue()
         return Generated(src, self.blob, self.plan)
@@ -185,12 +190,13 @@ class CpuCodegen:
 
 # ---------------------------------------------------------------------- emitters
 def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
-    return w[2] == 1 and n.attr("groups", 1) == x[-1] and n.attr("groups", 1) > 1
+    # 3D convolutions always take the im2col path (Keras has no depthwise 3D layer)
+    return len(w) <= 4 and w[-2] == 1 and n.attr("groups", 1) == x[-1] and n.attr("groups", 1) > 1
 
 
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
-    return (w[0] == 1 and w[1] == 1 and tuple(n.attr("strides")) == (1, 1)
-            and tuple(n.attr("pads")) == ((0, 0), (0, 0)))
+    return (len(w) <= 4 and all(k == 1 for k in w[:-2]) and all(s == 1 for s in n.attr("strides"))
+            and all(tuple(p) == (0, 0) for p in n.attr("pads")))
 
 
 def _epilogue(cg: CpuCodegen, node: Node, out: str) -> None:
@@ -198,22 +204,62 @@ def _epilogue(cg: CpuCodegen, node: Node, out: str) -> None:
         cg.elementwise(node, None, out)
 
 
+def _lead(values: tuple, rank: int, target: int, fill) -> tuple:
+    """Per-spatial-dim `values` of a rank-`rank` op, padded in front with `fill` to `target` dims."""
+    return (fill,) * (target - rank) + tuple(values)
+
+
+def _spatial_view(expr: str, shape: tuple, target: int) -> str:
+    """`expr` (batch, *spatial, C) viewed with unit spatial dims in front up to `target` spatial dims:
+    the 2D kernels serve 1D ops and the 3D transposed-conv kernel serves 1D and 2D ones."""
+    rank = len(shape) - 2
+    if rank == target:
+        return expr
+    dims = ", ".join(["n"] + ["1"] * (target - rank) + [str(d) for d in shape[1:]])
+    return f"{expr}.reshape(({dims},))"
+
+
 def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
     x, wname = node.inputs[0], node.inputs[1]
     w = cg.g.params[wname]
-    kh, kw, cig, co = w.shape
+    rank = len(node.attr("strides"))
     groups = node.attr("groups", 1)
-    (sh, sw), (dh, dw) = node.attr("strides"), node.attr("dilation")
-    (pt, _), (pl, _) = node.attr("pads")
     xs = cg.shape(x)
-    if _is_depthwise(node, xs, w.shape):
-        wv = cg.weight(f"{wname}@dw", w.reshape(kh, kw, co))
-        cg.line(f"_conv.depthwise2d({cg.ref(x)}, {wv}, {out}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl})")
+    target = 3 if rank == 3 else 2
+    ks = _lead(w.shape[:-2], rank, target, 1)
+    ss = _lead(node.attr("strides"), rank, target, 1)
+    ds = _lead(node.attr("dilation"), rank, target, 1)
+    ps = _lead((lo for lo, _ in node.attr("pads")), rank, target, 0)
+    cig, co = w.shape[-2:]
+    geometry = ", ".join(str(v) for v in ks + ss + ds + ps)
+    xv, ov = _spatial_view(cg.ref(x), xs, target), _spatial_view(out, node.out.shape, target)
+    scratch = cg.scratch(node) if node.out.name in cg.plan.scratch else "arena[0:0]"
+    if target == 3:
+        packed = w.reshape(-1, groups, co // groups).transpose(1, 0, 2)
+        cg.line(f"_conv3d.conv3d({xv}, {cg.weight(f'{wname}@gemm', packed)}, {ov}, {geometry}, {scratch})")
+    elif _is_depthwise(node, xs, w.shape):
+        wv = cg.weight(f"{wname}@dw", w.reshape(ks[0], ks[1], co))
+        cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
     else:
-        packed = w.reshape(kh * kw * cig, groups, co // groups).transpose(1, 0, 2)
-        wv = cg.weight(f"{wname}@gemm", packed)
-        scratch = cg.scratch(node) if node.out.name in cg.plan.scratch else "arena[0:0]"
-        cg.line(f"_conv.conv2d({cg.ref(x)}, {wv}, {out}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, {scratch})")
+        packed = w.reshape(-1, groups, co // groups).transpose(1, 0, 2)
+        cg.line(f"_conv.conv2d({xv}, {cg.weight(f'{wname}@gemm', packed)}, {ov}, {geometry}, {scratch})")
+    _epilogue(cg, node, out)
+
+
+def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
+    x, wname = node.inputs[0], node.inputs[1]
+    w = cg.g.params[wname]
+    rank = len(node.attr("strides"))
+    cin, cout = w.shape[-2:]
+    packed = w.reshape(-1, cin, cout).transpose(1, 0, 2).reshape(cin, -1)
+    ks = _lead(w.shape[:-2], rank, 3, 1)
+    ss = _lead(node.attr("strides"), rank, 3, 1)
+    ds = _lead(node.attr("dilation"), rank, 3, 1)
+    cs = _lead((lo for lo, _ in node.attr("pads")), rank, 3, 0)
+    geometry = ", ".join(str(v) for v in ks + ss + ds + cs)
+    xv, ov = _spatial_view(cg.ref(x), cg.shape(x), 3), _spatial_view(out, node.out.shape, 3)
+    cg.line(f"_convt.conv_transpose3d({xv}, {cg.weight(f'{wname}@ct', packed)}, {ov}, {geometry}, "
+            f"{cg.scratch(node)})")
     _epilogue(cg, node, out)
 
 
@@ -231,10 +277,19 @@ def emit_fused(cg: CpuCodegen, node: Node, out: str) -> None:
 
 
 def emit_pool(cg: CpuCodegen, node: Node, out: str) -> None:
-    (kh, kw), (sh, sw) = node.attr("pool"), node.attr("strides")
-    (pt, _), (pl, _) = node.attr("pads")
+    rank = len(node.attr("pool"))
+    target = 3 if rank == 3 else 2
+    ks = _lead(node.attr("pool"), rank, target, 1)
+    ss = _lead(node.attr("strides"), rank, target, 1)
+    ps = _lead((lo for lo, _ in node.attr("pads")), rank, target, 0)
+    geometry = ", ".join(str(v) for v in ks + ss + ps)
+    xv = _spatial_view(cg.ref(node.inputs[0]), cg.shape(node.inputs[0]), target)
+    ov = _spatial_view(out, node.out.shape, target)
+    if target == 3:
+        cg.line(f"_pool3d.pool3d({xv}, {ov}, {geometry}, {node.op is Op.MAXPOOL})")
+        return
     fn = "maxpool2d" if node.op is Op.MAXPOOL else "avgpool2d"
-    cg.line(f"_pool.{fn}({cg.ref(node.inputs[0])}, {out}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl})")
+    cg.line(f"_pool.{fn}({xv}, {ov}, {geometry})")
 
 
 def _three(shape: tuple, first: int, last: int) -> str:
@@ -262,6 +317,17 @@ def emit_softmax(cg: CpuCodegen, node: Node, out: str) -> None:
     axis = node.attr("axis")
     view = _three(cg.shape(node.inputs[0]), axis, axis)
     cg.line(f"_reduce.softmax3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}))")
+
+
+def emit_sparsemax(cg: CpuCodegen, node: Node, out: str) -> None:
+    axis = node.attr("axis")
+    view = _three(cg.shape(node.inputs[0]), axis, axis)
+    cg.line(f"_sparsemax.sparsemax3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}))")
+
+
+def emit_slice(cg: CpuCodegen, node: Node, out: str) -> None:
+    ranges = ", ".join(f"{a}:{b}:{c}" for a, b, c in node.attr("ranges"))
+    cg.line(f"{out}[...] = {cg.ref(node.inputs[0])}[:, {ranges}]")
 
 
 def emit_reshape(cg: CpuCodegen, node: Node, out: str) -> None:
@@ -307,6 +373,9 @@ EMITTERS: dict[Op, Callable[[CpuCodegen, Node, str], None]] = {
     Op.TRANSPOSE: emit_transpose,
     Op.PAD: emit_pad,
     Op.CONCAT: emit_concat,
+    Op.CONV_TRANSPOSE: emit_conv_transpose,
+    Op.SPARSEMAX: emit_sparsemax,
+    Op.SLICE: emit_slice,
 }
 
 
