@@ -3,11 +3,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (ArtifactError, CompileError, InputError, KerasJitError, ModelFormatError, TargetError,
-                     UnsupportedLayerError, WeightsMismatchError)
+from .errors import (ArtifactError, CompileError, DeviceMemoryError, InputError, KerasJitError, ModelFormatError,
+                     TargetError, UnsupportedLayerError, WeightsMismatchError)
 
 __all__ = ["compile", "load", "CompiledModel", "KerasJitError", "ModelFormatError", "UnsupportedLayerError",
-           "WeightsMismatchError", "InputError", "ArtifactError", "CompileError", "TargetError", "__version__"]
+           "WeightsMismatchError", "InputError", "ArtifactError", "CompileError", "TargetError", "DeviceMemoryError",
+           "__version__"]
 
 
 def __getattr__(name: str):

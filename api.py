@@ -56,6 +56,7 @@ def _warm_up(cm: CompiledModel) -> None:
     """Run batch 1 once, so numba compiles `run` now and writes its cache into the artifact."""
     xs = [np.zeros((1,) + tuple(s[1:]), d) for s, d in zip(cm.input_shapes, cm.input_dtypes)]
     cm.predict(xs if len(xs) > 1 else xs[0])
+    cm.reset_states()  # a stateful model starts from zero states, as Keras's does
 
 
 def compile(model: Any, weights: str | os.PathLike | None = None, *, target: str = "cpu",

@@ -41,3 +41,7 @@ class CompileError(KerasJitError):
 
 class TargetError(KerasJitError):
     """The requested target (for example `cuda`) is not available on this machine."""
+
+
+class DeviceMemoryError(KerasJitError):
+    """The GPU has too little free memory for this model at this batch size."""

@@ -18,11 +18,15 @@ log = logging.getLogger("kerasjit")
 
 def build(spec: ModelSpec, target: str = "cpu") -> tuple[dict[str, bytes], dict[str, Any], Graph]:
     """Compile `spec` for `target`; return the artifact's files, its manifest fields and the final graph."""
-    if target != "cpu":
-        raise TargetError(f"target {target!r} is not available in this kerasjit build (targets: 'cpu')")
+    if target not in ("cpu", "cuda"):
+        raise TargetError(f"target {target!r} is not available in this kerasjit build (targets: 'cpu', 'cuda')")
     t0 = time.perf_counter()
     graph = run_passes(lower(spec))
-    gen = generate_cpu(graph)
+    if target == "cuda":
+        from .codegen.cuda import generate_cuda  # the same graph and passes; only the emitters differ
+        gen = generate_cuda(graph)
+    else:
+        gen = generate_cpu(graph)
     log.info("lowered and generated %s: %d nodes, arena %d floats/sample, weights %.1f MB in %.2fs",
              graph.name, len(graph.nodes), gen.plan.arena_per_sample, gen.blob.size * 4 / 1e6,
              time.perf_counter() - t0)
@@ -33,6 +37,9 @@ def build(spec: ModelSpec, target: str = "cpu") -> tuple[dict[str, bytes], dict[
         "outputs": [{"name": n, "shape": list(graph.values()[o].shape), "dtype": "float32"}
                     for n, o in zip(graph.output_names, graph.outputs)],
         "arena_per_sample": gen.plan.arena_per_sample,
+        "state_per_sample": gen.state_per_sample,
+        "nodes": [{"op": n.op.label, "layer": n.layer, "out": n.out.name,
+                   "epilogue": [str(s) for s in n.epilogue]} for n in graph.nodes],
         "blob_size": gen.blob.size,
         "keras_version": spec.keras_version,
         "source_format": spec.format,

@@ -33,6 +33,7 @@ class Group(enum.Enum):
     REDUCTION = "reduction"    # reduce over axes, softmax
     LAYOUT = "layout"          # reshape, transpose, pad, concat: moves data, no arithmetic
     FUSED = "fused"            # an elementwise chain made by the fusion pass
+    RECURRENT = "recurrent"    # a loop over time carrying state from step to step (RNN)
 
 
 class Op(enum.Enum):
@@ -54,6 +55,7 @@ class Op(enum.Enum):
     POW = ("pow", Group.UNARY)                # attrs: exponent  (2 square, 0.5 sqrt, -0.5 rsqrt, ...)
     LOG = ("log", Group.UNARY)
     SIGN = ("sign", Group.UNARY)              # -1, 0 or 1 (a comparison as arithmetic: masks, steps)
+    CAST = ("cast", Group.UNARY)              # to float32: an integer graph input read by a float layer
     # -- binary elementwise --
     ADD = ("add", Group.BINARY)
     SUB = ("sub", Group.BINARY)
@@ -70,6 +72,8 @@ class Op(enum.Enum):
     # - pads[lo] of the full (in-1)*stride + (k-1)*dilation + 1 output; pads crop it (a negative hi pad
     # extends it with zeros, Keras's output_padding); w is (*kernel, C_in, C_out).
     CONV_TRANSPOSE = ("conv_transpose", Group.CONTRACTION)  # attrs: strides, dilation, pads, epilogue
+    # a[N, ..., M, K] @ b[N, ..., K, P] between two runtime values (b[N, ..., P, K] when transpose_b)
+    BMM = ("bmm", Group.CONTRACTION)          # attrs: transpose_b, epilogue
     # -- window --
     MAXPOOL = ("maxpool", Group.WINDOW)       # attrs: pool, strides, pads
     AVGPOOL = ("avgpool", Group.WINDOW)       # attrs: pool, strides, pads (padding excluded from the mean)
@@ -84,6 +88,13 @@ class Op(enum.Enum):
     PAD = ("pad", Group.LAYOUT)               # attrs: pads ((lo, hi) per axis), value
     CONCAT = ("concat", Group.LAYOUT)         # attrs: axis
     SLICE = ("slice", Group.LAYOUT)           # attrs: ranges ((start, stop, step) per axis after the batch)
+    # table[int(i)] for every index i of a runtime value (any int or float dtype, truncated; negative
+    # indices count from the end; out of range gives NaN rows, as jnp.take); table is a parameter
+    GATHER = ("gather", Group.LAYOUT)
+    # 1.0 at position j of a new last axis of size depth where i == j (int(i) == j when truncate), else 0
+    ONE_HOT = ("one_hot", Group.LAYOUT)       # attrs: depth, truncate
+    # -- recurrent: see rules_seq.py for the inputs, attrs and the packed output --
+    RNN = ("rnn", Group.RECURRENT)
     # -- fused --
     FUSED = ("fused", Group.FUSED)            # inputs[0] through attrs.epilogue
 

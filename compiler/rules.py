@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .ir import Group, Op, Shape, Step
+from . import rules_seq
 
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
@@ -60,6 +61,7 @@ UNARY: dict[Op, Callable[..., np.ndarray]] = {
     Op.POW: lambda x, exponent: _pow(x, exponent),
     Op.LOG: np.log,
     Op.SIGN: np.sign,
+    Op.CAST: lambda x: x.astype(np.float32),
 }
 
 
@@ -145,8 +147,17 @@ def same_pads(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, i
 def shape_of(op: Op, ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
     """Output shape of `op` applied to inputs of shapes `ins`."""
     g = op.group
-    if g is Group.UNARY or g is Group.FUSED:
+    if op in rules_seq.SHAPES:
+        return rules_seq.SHAPES[op](ins, attrs)
+    if g is Group.UNARY:
         return tuple(ins[0])
+    if g is Group.FUSED:
+        # the running value broadcast against every operand (a repeat broadcasts it to a larger shape)
+        shape = tuple(ins[0])
+        for s in attrs.get("epilogue", ()):
+            if s.operand is not None:
+                shape = broadcast_shapes(shape, ins[s.operand])
+        return shape
     if g is Group.BINARY:
         return broadcast_shapes(ins[0], ins[1])
     if op is Op.MATMUL:
@@ -287,6 +298,8 @@ def evaluate(op: Op, xs: Sequence[np.ndarray], attrs: dict[str, Any]) -> np.ndar
     """The NumPy meaning of one node; `attrs` includes `epilogue` for contraction and fused ops."""
     g = op.group
     epi = attrs.get("epilogue", ())
+    if op in rules_seq.EVAL:
+        return apply_epilogue(rules_seq.EVAL[op](xs, attrs), epi, xs)
     if g is Group.UNARY:
         return UNARY[op](xs[0], **attrs).astype(np.float32, copy=False)
     if g is Group.BINARY:

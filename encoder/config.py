@@ -67,6 +67,12 @@ def is_input_layer(layer: dict) -> bool:
     return layer.get("class_name") == "InputLayer"
 
 
+def is_operation(layer: dict) -> bool:
+    """Whether a layer entry is a Keras 3 operation (`keras.ops.not_equal` and the like, recorded in
+    functional configs, notably where masks are computed): not a layer, so never in a weights file."""
+    return str(layer.get("module", "")).startswith("keras.src.ops")
+
+
 def iter_layers(model: dict) -> Iterator[dict]:
     """Every layer entry of a model config, nested models' layers included, depth first."""
     for layer in layers_of(model):

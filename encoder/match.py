@@ -4,14 +4,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..errors import WeightsMismatchError
-from .config import is_input_layer, is_model, layers_of, name_of
+from .config import is_input_layer, is_model, is_operation, layers_of, name_of
 
 
 def check_layer_names(model: dict, found: Iterable[str], where: str, *, weightless_may_be_absent: bool) -> None:
     """Raise `WeightsMismatchError` naming the missing and extra layers when the layer names a weights
     file records (`found`, for one model level) differ from those the config lists.
 
-    An InputLayer may always be absent (a Sequential's `model.layers` leaves it out). With
+    An InputLayer may always be absent (a Sequential's `model.layers` leaves it out), and so may a Keras
+    3 operation (not a layer: `model.layers` leaves it out). With
     `weightless_may_be_absent`, any config layer may be absent (writers that make a group only for a
     layer with variables); a file layer the config does not list is always an error.
     """
@@ -21,7 +22,8 @@ def check_layer_names(model: dict, found: Iterable[str], where: str, *, weightle
     extra = [n for n in found if n not in expected_set]
     missing = [
         name_of(layer) for layer in layers_of(model)
-        if name_of(layer) not in found_set and not is_input_layer(layer) and not weightless_may_be_absent
+        if name_of(layer) not in found_set and not is_input_layer(layer) and not is_operation(layer)
+        and not weightless_may_be_absent
     ]
     if extra or missing:
         parts = []

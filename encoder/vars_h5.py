@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from . import h5util
-from .config import is_input_layer, is_model, layers_of, name_of
+from .config import is_input_layer, is_model, is_operation, layers_of, name_of
 from .match import check_layer_names
 from .weights import Weights
 
@@ -91,8 +91,8 @@ def _walk_group_names(model: dict) -> dict[str, str]:
     out: dict[str, str] = {}
     sequential = model.get("class_name") == "Sequential"
     for layer in layers_of(model):
-        if sequential and is_input_layer(layer):
-            continue  # Sequential.layers leaves its InputLayer out
+        if sequential and is_input_layer(layer) or is_operation(layer):
+            continue  # Sequential.layers leaves its InputLayer out, and every model its operations
         base = _snake_case(str(layer.get("class_name", "")))
         n = counts.get(base, -1) + 1
         counts[base] = n

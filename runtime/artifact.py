@@ -60,8 +60,13 @@ def machine_id() -> dict[str, str]:
 
 
 def environment_key(target: str) -> dict[str, str]:
+    """What an artifact for `target` depends on; for "cuda" also the GPU (raises TargetError without one)."""
     from .. import __version__
-    return {"kerasjit": __version__, "source": source_hash(), "target": target, **machine_id()}
+    env = {"kerasjit": __version__, "source": source_hash(), "target": target, **machine_id()}
+    if target == "cuda":
+        from .cuda_device import cuda_environment
+        env.update(cuda_environment())
+    return env
 
 
 def write_artifact(dest: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> Path:
@@ -110,9 +115,9 @@ def check_artifact(path: Path, manifest: dict[str, Any]) -> None:
     """Raise `ArtifactError` unless every file matches its hash and the artifact fits this machine."""
     path = Path(path)
     env = environment_key(manifest.get("target", "cpu"))
-    for k in ("kerasjit", "source", "numba", "cpu", "cpu_features"):
-        if manifest.get("env", {}).get(k) != env[k]:
-            raise ArtifactError(f"{path}: made for {k} {manifest.get('env', {}).get(k)!r}, this is {env[k]!r}; "
+    for k in ("kerasjit", "source", "numba", "cpu", "cpu_features", "gpu", "numba_cuda"):
+        if manifest.get("env", {}).get(k) != env.get(k):
+            raise ArtifactError(f"{path}: made for {k} {manifest.get('env', {}).get(k)!r}, this is {env.get(k)!r}; "
                                 f"recompile the model")
     files = manifest.get("files")
     if not isinstance(files, dict) or MODULE not in files or WEIGHTS not in files:

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import ArtifactError, InputError
+from . import threads
 from .artifact import MODULE, WEIGHTS, check_artifact, read_manifest
 
 
@@ -30,6 +31,9 @@ def _load_module(path: Path, name: str):
     return module
 
 
+_serial = threading.Lock()
+
+
 class CompiledModel:
     """A compiled Keras model. `predict` takes numpy arrays and returns numpy arrays, as Keras does."""
 
@@ -46,6 +50,10 @@ class CompiledModel:
         self.output_shapes: list[tuple] = [tuple(o["shape"]) for o in m["outputs"]]
         self.input_dtypes: list[np.dtype] = [np.dtype(i["dtype"]) for i in m["inputs"]]
         self._arena_per_sample = int(m["arena_per_sample"])
+        # Stateful RNNs: their states persist across predict calls in this buffer (batch-major like the
+        # arena), shared by all threads as Keras's state variables are; `reset_states` zeroes it.
+        self._state_per_sample = int(m.get("state_per_sample", 0))
+        self._state: np.ndarray | None = None
         blob_size = int(m["blob_size"])
         wpath = self.path / WEIGHTS
         if wpath.stat().st_size != blob_size * 4:
@@ -54,12 +62,14 @@ class CompiledModel:
         self._blob = np.memmap(wpath, dtype=np.float32, mode="r", shape=(blob_size,)).view(np.ndarray) \
             if blob_size else np.zeros(16, np.float32)
         self._blob.flags.writeable = False
+        threads.configure()
         self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{m['key'][:24]}")
-        self._run = self._module.run
+        self._run = getattr(self._module, "run", None)  # the CUDA module has `launches` instead
         self._local = threading.local()
 
     # ------------------------------------------------------------------ inputs
-    def _normalize(self, x: Any) -> list[np.ndarray]:
+    def _input_list(self, x: Any) -> list[Any]:
+        """The inputs of `x` (an array, a list of arrays, a dict by input name) in the model's order."""
         n_in = len(self.input_names)
         if isinstance(x, Mapping):
             unknown = [k for k in x if k not in self.input_names]
@@ -75,6 +85,10 @@ class CompiledModel:
             xs = [x]
         if len(xs) != n_in:
             raise InputError(f"model {self.name!r} takes {n_in} input(s) {self.input_names}, got {len(xs)}")
+        return xs
+
+    def _normalize(self, x: Any) -> list[np.ndarray]:
+        xs = self._input_list(x)
         out = []
         batch = None
         for name, shape, dtype, a in zip(self.input_names, self.input_shapes, self.input_dtypes, xs):
@@ -117,8 +131,30 @@ class CompiledModel:
         n = int(xs[0].shape[0])
         outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
         if n:
-            self._run(self._blob, self._arena(n), n, *xs, *outs)
+            if self._state_per_sample:
+                self._run(self._blob, self._arena(n), n, *xs, *outs, self._states(n))
+            else:
+                self._run(self._blob, self._arena(n), n, *xs, *outs)
         return outs[0] if len(outs) == 1 else outs
+
+    def _states(self, n: int) -> np.ndarray:
+        if self._state is None:
+            self._state = np.zeros(max(n * self._state_per_sample, 16), np.float32)
+            self._state_batch = n
+        elif n != self._state_batch:
+            raise InputError(f"model {self.name!r} is stateful and holds the states of a batch of "
+                             f"{self._state_batch}; got a batch of {n} (call reset_states() first)")
+        return self._state
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the model keeps recurrent states across `predict` calls (Keras `stateful=True`)."""
+        return self._state_per_sample > 0
+
+    def reset_states(self) -> None:
+        """Clear the states that stateful recurrent layers keep across `predict` calls, as Keras's
+        `model.reset_states()`; the next call may then use any batch size."""
+        self._state = None
 
     __call__ = predict
 
@@ -143,4 +179,7 @@ class CompiledModel:
 
 def load(path: str | Path, verify: bool = True) -> CompiledModel:
     """Load a compiled artifact written by `kerasjit.compile(...)` or `CompiledModel.save(...)`."""
+    if read_manifest(Path(path)).get("target") == "cuda":
+        from .cuda_model import CudaModel  # imports numba-cuda only for CUDA artifacts
+        return CudaModel(path, verify=verify)
     return CompiledModel(path, verify=verify)

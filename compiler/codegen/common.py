@@ -106,6 +106,8 @@ def step_lines(step: Step, x: str, operand: str | None, c: Callable[[float], str
         return [f"{x} = math.exp({x})"]
     if op is Op.NEG:
         return [f"{x} = -{x}"]
+    if op is Op.CAST:
+        return [f"{x} = np.float32({x})"]
     if op is Op.POW:
         p = float(a["exponent"])
         if p == 2.0:

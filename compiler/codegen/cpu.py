@@ -16,7 +16,10 @@ import numpy as np
 from ...errors import CompileError
 from ..ir import Graph, Group, Node, Op
 from ..plan import Plan, plan_memory
+from . import cpu_fused
 from .common import Blob, Constants, IndentedBuffer, collapse, dims_expr, step_lines
+from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
+from .cpu_seq import SEQ_EMITTERS, scratch_need, state_layout
 
 JIT = "@njit(cache=True, nogil=True, error_model='numpy', boundscheck=False)"
 
@@ -26,6 +29,8 @@ class Generated:
     source: str
     blob: Blob
     plan: Plan
+    #: floats per sample of the state buffer `run` takes last (stateful RNNs); 0: no such argument
+    state_per_sample: int = 0
 
 
 class CpuCodegen:
@@ -34,11 +39,13 @@ class CpuCodegen:
     def __init__(self, g: Graph):
         self.g = g
         self.values = g.values()
+        self.state_slots = state_layout(g)  # stateful node -> (offset, size) in the state buffer
         self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok)
         self.blob = Blob()
         self.c = Constants()
         self.kernels: dict[str, str] = {}   # kernel body (name-free) -> function name
         self.kernel_src: list[str] = []
+        self.drivers: dict[tuple, str] = {}  # (kind, driver body) -> function name (cpu_fused.py)
         self.body = IndentedBuffer()
         self.var: dict[str, str] = {}
 
@@ -70,6 +77,9 @@ class CpuCodegen:
         self.body.line(text)
 
     def scratch_size(self, n: Node, values: dict) -> int:
+        need = scratch_need(n, values, self.g.params)
+        if need is not None:
+            return need
         if n.op not in (Op.CONV, Op.CONV_TRANSPOSE):
             return 0
         x, w = values[n.inputs[0]].shape, self.g.params[n.inputs[1]].shape
@@ -160,11 +170,14 @@ class CpuCodegen:
         ins = [f"in{k}" for k in range(len(g.inputs))]
         outs = [f"out{k}" for k in range(len(g.outputs))]
         self.body.line(JIT)
-        self.body.line(f"def run(blob, arena, n, {', '.join(ins + outs)}):")
+        state = ["state"] if self.state_slots else []
+        self.body.line(f"def run(blob, arena, n, {', '.join(ins + outs + state)}):")
         with self.body.indent():
             for v in g.inputs:
                 self.define(v.name)
-            for node in g.nodes:
+            for idx, node in enumerate(g.nodes):
+                if idx:
+                    self.line(f"#@tick {idx - 1}")
                 self.line(f"# {node.op.label} {node.layer}")
                 out = self.define(node.out.name)
                 emit = EMITTERS.get(node.op)
@@ -178,14 +191,34 @@ class CpuCodegen:
                     raise CompileError(f"while generating code for {node}: {type(e).__name__}: {e}") from e
             for k, name in self.plan.output_copies:
                 self.line(f"out{k}[:] = {self.ref(name)}.reshape(out{k}.shape)")
+            self.line(f"#@tick {len(g.nodes) - 1}")
             self.line("return 0")
-        head = ["import math", "import numpy as np", "from numba import njit",
+        head = ["import math", "import numpy as np", "from numba import njit, prange",
+                "from kerasjit.kernels.cpu import gemm as _gemm",
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
-                "from kerasjit.kernels.cpu import sparsemax as _sparsemax", ""]
+                "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
+                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq", ""]
+        run = self.body.getvalue()
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
-            self.body.getvalue()
-        return Generated(src, self.blob, self.plan)
+            run + "\n\n" + _profiled_twin(run)
+        return Generated(src, self.blob, self.plan, sum(size for _, size in self.state_slots.values()))
+
+
+def _profiled_twin(run_source: str) -> str:
+    """`run_profiled(..., tick)`: the same body as plain Python calling the same jitted kernels, with
+    `tick(k)` after node k, so a profiler can time every node. Never used on the fast path."""
+    lines = []
+    for ln in run_source.splitlines():
+        stripped = ln.strip()
+        if stripped == JIT:
+            continue
+        if stripped.startswith("def run("):
+            ln = ln.replace("def run(", "def run_profiled(").replace("):", ", tick):")
+        elif stripped.startswith("#@tick "):
+            ln = ln.replace("#@tick ", "tick(") + ")"
+        lines.append(ln)
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------- emitters
@@ -239,7 +272,11 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
         cg.line(f"_conv3d.conv3d({xv}, {cg.weight(f'{wname}@gemm', packed)}, {ov}, {geometry}, {scratch})")
     elif _is_depthwise(node, xs, w.shape):
         wv = cg.weight(f"{wname}@dw", w.reshape(ks[0], ks[1], co))
+        if cpu_fused.emit_depthwise(cg, node, ov, xv, wv, ss + ds + ps):
+            return
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
+    elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
+        return
     else:
         packed = w.reshape(-1, groups, co // groups).transpose(1, 0, 2)
         cg.line(f"_conv.conv2d({xv}, {cg.weight(f'{wname}@gemm', packed)}, {ov}, {geometry}, {scratch})")
@@ -263,11 +300,26 @@ def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
     _epilogue(cg, node, out)
 
 
+def _fused_conv(cg: CpuCodegen, node: Node, out: str, xv: str, w: np.ndarray, ks, ss, ds, ps, scratch: str) -> bool:
+    """A dense (groups == 1) 2D conv as a fused GEMM driver: plain rows when pointwise, else im2col."""
+    kk, co = int(np.prod(w.shape[:-1])), w.shape[-1]
+    wv = cg.weight(f"{node.inputs[1]}@gemm2d", w.reshape(kk, co))
+    if _is_pointwise(node, cg.shape(node.inputs[0]), w.shape):
+        rows = int(np.prod(node.out.shape[1:-1], dtype=np.int64))
+        return cpu_fused.emit_gemm(cg, node, out, f"{xv}.reshape((n * {rows}, {kk}))", wv, None)
+    spatial = tuple(node.out.shape[1:-1])
+    oh, ow = (1,) * (2 - len(spatial)) + spatial
+    return cpu_fused.emit_gemm(cg, node, out, "", wv, (xv, oh, ow) + tuple(ks) + tuple(ss) + tuple(ds) + tuple(ps)
+                               + (scratch,))
+
+
 def emit_matmul(cg: CpuCodegen, node: Node, out: str) -> None:
     x, wname = node.inputs[0], node.inputs[1]
     k, m = cg.g.params[wname].shape
     rows = int(np.prod(cg.shape(x)[1:-1], dtype=np.int64))
     r = "n" if rows == 1 else f"n * {rows}"
+    if cpu_fused.emit_gemm(cg, node, out, f"{cg.ref(x)}.reshape(({r}, {k}))", cg.ref(wname), None):
+        return
     cg.line(f"_conv.matmul({cg.ref(x)}.reshape(({r}, {k})), {cg.ref(wname)}, {out}.reshape(({r}, {m})))")
     _epilogue(cg, node, out)
 
@@ -325,39 +377,11 @@ def emit_sparsemax(cg: CpuCodegen, node: Node, out: str) -> None:
     cg.line(f"_sparsemax.sparsemax3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}))")
 
 
-def emit_slice(cg: CpuCodegen, node: Node, out: str) -> None:
-    ranges = ", ".join(f"{a}:{b}:{c}" for a, b, c in node.attr("ranges"))
-    cg.line(f"{out}[...] = {cg.ref(node.inputs[0])}[:, {ranges}]")
-
-
 def emit_reshape(cg: CpuCodegen, node: Node, out: str) -> None:
     pass  # an alias: `define` already bound the view
 
 
-def emit_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
-    cg.line(f"{out}[...] = np.transpose({cg.ref(node.inputs[0])}, {tuple(node.attr('perm'))})")
-
-
-def _slices(ranges: list[tuple[int, int] | None]) -> str:
-    return ", ".join(":" if r is None else f"{r[0]}:{r[1]}" for r in ranges)
-
-
-def emit_pad(cg: CpuCodegen, node: Node, out: str) -> None:
-    xs = cg.shape(node.inputs[0])
-    ranges = [None] + [(lo, lo + d) for d, (lo, _) in zip(xs[1:], node.attr("pads")[1:])]
-    cg.line(f"{out}[...] = {cg.c(node.attr('value', 0.0))}")
-    cg.line(f"{out}[{_slices(ranges)}] = {cg.ref(node.inputs[0])}")
-
-
-def emit_concat(cg: CpuCodegen, node: Node, out: str) -> None:
-    axis = node.attr("axis")
-    off = 0
-    for i in node.inputs:
-        d = cg.shape(i)[axis]
-        ranges: list = [None] * len(node.out.shape)
-        ranges[axis] = (off, off + d)
-        cg.line(f"{out}[{_slices(ranges)}] = {cg.ref(i)}")
-        off += d
+# TRANSPOSE, SLICE, PAD and CONCAT: cpu_layout.py (one strided-copy kernel for all of them).
 
 
 EMITTERS: dict[Op, Callable[[CpuCodegen, Node, str], None]] = {
@@ -377,6 +401,7 @@ EMITTERS: dict[Op, Callable[[CpuCodegen, Node, str], None]] = {
     Op.SPARSEMAX: emit_sparsemax,
     Op.SLICE: emit_slice,
 }
+EMITTERS.update(SEQ_EMITTERS)
 
 
 def generate_cpu(g: Graph) -> Generated:

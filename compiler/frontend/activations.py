@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir import Op
+from .activations_composite import COMPOSITE
 from .context import LayerCall
 
 # name -> (op, attrs); version-dependent ones are resolved in `_resolve`
@@ -58,4 +59,6 @@ def apply_activation(call: LayerCall, x: str, act: Any) -> str:
     if name in _SIMPLE:
         op, attrs = _SIMPLE[name]
         return call.add(op, [x], attrs)
+    if name in COMPOSITE:
+        return COMPOSITE[name](call, x)
     raise call.unsupported(f"activation {name!r} is not supported")

@@ -1,7 +1,7 @@
 """What a layer's lowering rule sees: `LayerCall`, one call of one Keras layer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -13,6 +13,10 @@ from ..ir import Op
 
 #: class name -> lowering rule(call, input value names) -> output value names
 LAYERS: dict[str, Callable[["LayerCall", list[str]], list[str]]] = {}
+
+#: layer classes that read integer inputs as they are; any other layer gets an integer input cast to
+#: float32 first, as Keras autocasts it
+INTEGER_INPUT_LAYERS: set[str] = set()
 
 
 def layer(*class_names: str):
@@ -34,6 +38,28 @@ class LayerCall:
     config: dict
     path: str            # weight path: nested models' names, then this layer's name, joined by "/"
     kwargs: dict          # call keyword arguments recorded in the node (e.g. Keras 3 `training`)
+    # -- tensors passed besides the positional inputs, and masks (see masking.py) --
+    #: keyword arguments that are tensors (initial_state, attention_mask, ...), as value names
+    tensor_kwargs: dict[str, list[str]] = field(default_factory=dict)
+    #: the Keras mask (a float 0/1 value, usually (N, T)) each input carries, None where it has none
+    input_masks: list = field(default_factory=list)
+    #: the `mask` argument Keras passes to the layer's call, one entry per input of the first call
+    #: argument, or None when it passes none
+    mask: list | None = None
+    #: how many inputs the first call argument holds (the others are further positional arguments)
+    first_arg: int = 1
+    #: how many call arguments, positional and keyword, hold tensors
+    tensor_args: int = 1
+    #: the positional arguments as the node records them (constants of keras.ops layers live here)
+    args: list = field(default_factory=list)
+    #: set by a rule that computes its outputs' masks (Keras's compute_mask); None: the default policy
+    output_masks: list | None = None
+    #: set by a rule whose layer removes the masks of its inputs as it runs (MultiHeadAttention)
+    clears_input_masks: bool = False
+    #: lowers a nested model config on this call's builder: (model config, path prefix, inputs, spec)
+    lower_model: Callable | None = None
+    #: the mask any value carries (for tensors passed by keyword); None where it has none
+    mask_of: Callable[[str], str | None] = lambda name: None
 
     @property
     def name(self) -> str:

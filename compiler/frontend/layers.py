@@ -291,23 +291,7 @@ def lower_zeropad2d(call: LayerCall, xs: list[str]) -> list[str]:
     return [call.add(Op.PAD, xs[:1], {"pads": ((0, 0),) + spatial, "value": 0.0})]
 
 
-def _merge(call: LayerCall, xs: list[str], op: Op) -> list[str]:
-    if len(xs) < 2:
-        raise call.unsupported(f"a merge layer needs at least 2 inputs, got {len(xs)}")
-    y = xs[0]
-    for x in xs[1:]:
-        y = call.add(op, [y, x])
-    return [y]
-
-
-@layer("Add")
-def lower_add(call: LayerCall, xs: list[str]) -> list[str]:
-    return _merge(call, xs, Op.ADD)
-
-
-@layer("Multiply")
-def lower_multiply(call: LayerCall, xs: list[str]) -> list[str]:
-    return _merge(call, xs, Op.MUL)
+# Add, Multiply and the other elementwise merges are in layers_merge.py.
 
 
 @layer("Concatenate")

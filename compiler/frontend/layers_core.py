@@ -1,6 +1,6 @@
-"""Core and reshaping layers: Permute, RepeatVector, Masking, Cropping, ZeroPadding and UpSampling of
-every rank, the inference no-ops Keras added after the foundation, and the activation layers PReLU,
-ELU and ThresholdedReLU.
+"""Core and reshaping layers: Permute, RepeatVector, Cropping, ZeroPadding and UpSampling of every rank,
+the inference no-ops Keras added after the foundation, and the activation layers PReLU, ELU and
+ThresholdedReLU. (Masking, which produces a Keras mask, is in `layers_seq.py` with the mask consumers.)
 
 Spatial layers read `data_format` (Keras 1: `dim_ordering`); channels_first inputs are handled in
 place by choosing the spatial axes, not by transposing.
@@ -16,13 +16,6 @@ from .primitives import const, repeat
 
 # Inference no-ops; SpatialDropout2D and the noise layers are registered with `lower_identity` already.
 layer("SpatialDropout1D", "SpatialDropout3D")(lower_identity)
-
-#: Layers that read the mask a Masking layer attaches to its output (Keras 3 and 2). Masking lowers to
-#: its output values only, so a model where one of these is downstream of it is refused.
-MASK_CONSUMERS = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
-                  "TimeDistributed", "Attention", "AdditiveAttention", "MultiHeadAttention", "GroupQueryAttention",
-                  "GlobalAveragePooling1D", "GlobalAvgPool1D", "Softmax", "CuDNNLSTM", "CuDNNGRU"}
-
 
 def spatial_axes(call: LayerCall, x: str) -> tuple[int, ...]:
     """The spatial axes of `x` under the layer's data_format."""
@@ -59,55 +52,6 @@ def lower_repeat_vector(call: LayerCall, xs: list[str]) -> list[str]:
     n = int(call.get("n"))
     x = call.add(Op.RESHAPE, xs[:1], {"shape": (1,) + tuple(call.shape(xs[0])[1:])})
     return [repeat(call, x, {1: n})]
-
-
-@layer("Masking")
-def lower_masking(call: LayerCall, xs: list[str]) -> list[str]:
-    consumer = _mask_consumer(call)
-    if consumer is not None:
-        raise call.unsupported(f"its mask is consumed by layer {consumer[0]!r} ({consumer[1]}); kerasjit "
-                               f"compiles Masking only where no layer reads the mask")
-    value = float(call.get("mask_value", 0.0))
-    if value == 0.0:
-        # a timestep whose features all equal 0 is already 0: Keras's zeroing changes nothing
-        return [call.add(Op.IDENTITY, xs[:1])]
-    # keep = any(x != value) over the features = sign(max |x - value|); output x * keep
-    x = xs[0]
-    d = call.add(Op.SUB, [x, const(call, "mask_value", value)])
-    dist = call.add(Op.MAXIMUM, [d, call.add(Op.NEG, [d])])
-    keep = call.add(Op.SIGN, [call.add(Op.MAX, [dist], {"axes": (len(call.shape(x)) - 1,), "keepdims": True})])
-    return [call.add(Op.MUL, [x, keep])]
-
-
-def _mask_consumer(call: LayerCall) -> tuple[str, str] | None:
-    """A mask-reading layer fed (directly or through other layers) by this Masking layer, if any."""
-    from .topology import iter_layers
-    layers = list(iter_layers(call.spec.config))
-    name = call.name
-    if not any(p.rsplit("/", 1)[-1] == name for p, _ in layers):
-        return None
-    seen, frontier = {name}, [name]
-    sequential_order = [lc.get("config", {}).get("name") for _, lc in layers]
-    while frontier:
-        cur = frontier.pop()
-        for _, lc in layers:
-            lname = lc.get("config", {}).get("name") or lc.get("name")
-            if lname in seen or not _reads(lc, cur, sequential_order):
-                continue
-            if lc.get("class_name") in MASK_CONSUMERS:
-                return lname, lc.get("class_name")
-            seen.add(lname)
-            frontier.append(lname)
-    return None
-
-
-def _reads(lc: dict, producer: str, order: list) -> bool:
-    nodes = lc.get("inbound_nodes")
-    if not nodes:  # a Sequential model: each layer reads the one before it
-        name = lc.get("config", {}).get("name")
-        return name in order and order.index(name) > 0 and order[order.index(name) - 1] == producer
-    text = repr(nodes)
-    return f"'{producer}'" in text
 
 
 @layer("Cropping1D", "Cropping2D", "Cropping3D")

@@ -6,7 +6,8 @@ from ..ir import Op
 from .context import LayerCall, layer
 from .layers import _channels_first, _spatial_pads, _to_first, _to_last, _tuple, lower_gap, lower_gmp
 
-layer("GlobalAveragePooling1D", "GlobalAvgPool1D", "GlobalAveragePooling3D", "GlobalAvgPool3D")(lower_gap)
+# (GlobalAveragePooling1D, which reads Keras masks, is in layers_seq.py)
+layer("GlobalAveragePooling3D", "GlobalAvgPool3D")(lower_gap)
 layer("GlobalMaxPooling1D", "GlobalMaxPool1D", "GlobalMaxPooling3D", "GlobalMaxPool3D")(lower_gmp)
 
 

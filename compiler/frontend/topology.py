@@ -7,13 +7,15 @@ the `node index`-th call of that layer, counting the calls listed in the layer's
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ...encoder.spec import ModelSpec
 from ...errors import KerasJitError, ModelFormatError, UnsupportedLayerError
 from ..builder import GraphBuilder
-from ..ir import Graph
-from .context import LAYERS, LayerCall
+from ..ir import Graph, Op
+from . import masking
+from .context import INTEGER_INPUT_LAYERS, LAYERS, LayerCall
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 Ref = tuple  # (layer name, node index, tensor index)
@@ -45,32 +47,62 @@ def check_supported(spec: ModelSpec) -> None:
             [(p, c, "no lowering rule") for p, c in bad])
 
 
-def _node_refs(node: Any) -> tuple[list[Ref], dict]:
-    """The input tensor refs and call kwargs of one inbound node, in any Keras format."""
-    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-        refs: list[Ref] = []
+@dataclass
+class _NodeArgs:
+    """What one inbound node passes to its layer, as tensor refs."""
 
-        def collect(obj: Any) -> None:
-            if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
-                h = obj["config"]["keras_history"]
-                refs.append((h[0], int(h[1]), int(h[2])))
-            elif isinstance(obj, (list, tuple)):
-                for o in obj:
-                    collect(o)
-            elif isinstance(obj, dict):
-                for o in obj.values():
-                    collect(o)
-        collect(node.get("args", []))
-        kwargs = {k: v for k, v in node.get("kwargs", {}).items()}
-        collect(kwargs.get("mask", None))  # masks are keras tensors too; they are handled by issue-4 layers
-        return refs, kwargs
-    # Keras 1/2: [[name, node_index, tensor_index, kwargs?], ...]
-    refs, kwargs = [], {}
+    refs: list[Ref]                      # the positional tensors, flattened in order
+    kwargs: dict                         # keyword arguments without tensors
+    kw_refs: dict[str, list[Ref]] = field(default_factory=dict)  # keyword arguments holding tensors
+    mask_refs: list | None = None        # a `mask` the node records (Keras 3), one entry per tensor
+    first_arg: int = 0                   # how many of `refs` the first positional argument holds
+    tensor_args: int = 1                 # arguments (positional or keyword) holding tensors
+    args: list = field(default_factory=list)  # the positional arguments as recorded
+
+
+def _keras3_refs(obj: Any, keep_none: bool = False) -> list:
+    """The keras tensors in a Keras 3 argument, flattened; with `keep_none`, None entries too."""
+    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+        h = obj["config"]["keras_history"]
+        return [(h[0], int(h[1]), int(h[2]))]
+    if obj is None and keep_none:
+        return [None]
+    if isinstance(obj, (list, tuple)):
+        return [r for o in obj for r in _keras3_refs(o, keep_none)]
+    if isinstance(obj, dict):
+        return [r for o in obj.values() for r in _keras3_refs(o, keep_none)]
+    return []
+
+
+def _node_refs(node: Any) -> _NodeArgs:
+    """The tensors and call arguments of one inbound node, in any Keras format."""
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        out = _NodeArgs([], {}, args=list(node.get("args", [])), tensor_args=0)
+        for i, arg in enumerate(out.args):
+            refs = _keras3_refs(arg)
+            out.refs += refs
+            out.first_arg = len(refs) if i == 0 else out.first_arg
+            out.tensor_args += bool(refs)
+        for k, v in node.get("kwargs", {}).items():
+            if k == "mask":
+                if any(r is not None for r in _keras3_refs(v, keep_none=True)):
+                    out.mask_refs = _keras3_refs(v, keep_none=True)
+                continue
+            refs = _keras3_refs(v)
+            if refs:
+                out.kw_refs[k] = refs
+                out.tensor_args += 1
+            else:
+                out.kwargs[k] = v
+        return out
+    # Keras 1/2: [[name, node_index, tensor_index, kwargs?], ...], all of it the first argument
+    out = _NodeArgs([], {})
     for entry in node:
-        refs.append((entry[0], int(entry[1]), int(entry[2])))
+        out.refs.append((entry[0], int(entry[1]), int(entry[2])))
         if len(entry) > 3 and isinstance(entry[3], dict):
-            kwargs.update(entry[3])
-    return refs, kwargs
+            out.kwargs.update(entry[3])
+    out.first_arg = len(out.refs)
+    return out
 
 
 def _ref_list(obj: Any) -> list[Ref]:
@@ -98,26 +130,63 @@ def _input_shape(lc: dict, source: str) -> tuple[tuple, str]:
 
 
 class _Lowering:
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, builder: GraphBuilder | None = None):
         self.spec = spec
-        self.b = GraphBuilder(spec.config.get("config", {}).get("name", "model")
-                              if isinstance(spec.config.get("config"), dict) else "model")
+        self.b = builder or GraphBuilder(spec.config.get("config", {}).get("name", "model")
+                                         if isinstance(spec.config.get("config"), dict) else "model")
+        #: value name -> the Keras mask it carries (Keras keeps it on the tensor: `_keras_mask`)
+        self.masks: dict[str, str] = {}
 
     # -- one layer call --
-    def call_layer(self, lc: dict, path: str, xs: list[str], kwargs: dict) -> list[str]:
+    def call_layer(self, lc: dict, path: str, xs: list[str], node: _NodeArgs | None = None,
+                   kw_values: dict[str, list[str]] | None = None, mask: list | None = None) -> list[str]:
         cls = lc.get("class_name")
         if _is_model(lc):
             return self.model(lc, path + "/", xs)
+        node = node or _NodeArgs(list(xs), {}, first_arg=len(xs))
+        if cls not in INTEGER_INPUT_LAYERS:
+            # Keras autocasts integer inputs of float layers to float32
+            xs = [self._as_float(x, path) for x in xs]
+            kw_values = {k: [self._as_float(v, path) for v in vs] for k, vs in (kw_values or {}).items()}
         rule = LAYERS[cls]
-        call = LayerCall(self.b, self.spec, cls, lc.get("config", {}), path, kwargs)
+        input_masks = [self.masks.get(x) for x in xs]
+        call = LayerCall(self.b, self.spec, cls, lc.get("config", {}), path, node.kwargs,
+                         tensor_kwargs=kw_values or {}, input_masks=input_masks,
+                         mask=masking.mask_argument(self.spec.keras_major, mask, input_masks, node.first_arg,
+                                                    node.tensor_args),
+                         first_arg=node.first_arg, tensor_args=node.tensor_args, args=node.args,
+                         lower_model=self.lower_model, mask_of=self.masks.get)
         try:
             outs = rule(call, xs)
+            out_masks = masking.output_masks(call, outs)
         except KerasJitError:
             raise
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise ModelFormatError(f"{self.spec.source}: layer {path!r} ({cls}): cannot lower its config: "
                                    f"{type(e).__name__}: {e}") from e
+        if call.clears_input_masks:
+            for x in xs:
+                self.masks.pop(x, None)
+        for o, m in zip(outs, out_masks):
+            if m is not None:
+                self.masks[o] = m
         return outs
+
+    def _as_float(self, x: str, path: str) -> str:
+        v = self.b.values.get(x)
+        if v is None or v.dtype.startswith("float"):
+            return x
+        y = self.b.add(Op.CAST, [x], layer=path)
+        if x in self.masks:
+            self.masks[y] = self.masks[x]
+        return y
+
+    def lower_model(self, mc: dict, prefix: str, xs: list[str], spec: ModelSpec | None = None) -> list[str]:
+        """Lower nested model config `mc` on inputs `xs` into this builder, its layers' weights read
+        from `spec` (a wrapper's own view of them) under paths starting with `prefix`."""
+        inner = _Lowering(spec or self.spec, self.b)
+        inner.masks = dict(self.masks)
+        return inner.model(mc, prefix, xs)
 
     def _node_offset(self, lc: dict, in_call_args: bool) -> int:
         """A nested functional model's node 0 is its own construction, which configs do not list.
@@ -160,7 +229,7 @@ class _Lowering:
             if lc.get("class_name") == "InputLayer":
                 continue
             name = lc.get("config", {}).get("name") or lc.get("name")
-            xs = self.call_layer(lc, prefix + name, xs, {})
+            xs = self.call_layer(lc, prefix + name, xs)
         return xs
 
     def functional(self, mc: dict, prefix: str, xs: list[str] | None) -> list[str]:
@@ -201,9 +270,13 @@ class _Lowering:
                     raise ModelFormatError(f"{self.spec.source}: a node refers to call {ni} of layer {name!r}, "
                                            f"which has {len(nodes)} call(s)")
                 visiting.add(key)
-                refs, kwargs = _node_refs(nodes[ni])
-                ins = [tensor(r, isinstance(nodes[ni], dict)) for r in refs]
-                done[key] = self.call_layer(lc, prefix + name, ins, kwargs)
+                node = _node_refs(nodes[ni])
+                in_args = isinstance(nodes[ni], dict)
+                ins = [tensor(r, in_args) for r in node.refs]
+                kw_values = {k: [tensor(r, in_args) for r in refs] for k, refs in node.kw_refs.items()}
+                mask = None if node.mask_refs is None else \
+                    [None if r is None else tensor(r, in_args) for r in node.mask_refs]
+                done[key] = self.call_layer(lc, prefix + name, ins, node, kw_values, mask)
                 visiting.discard(key)
             outs = done[key]
             if ti >= len(outs):

@@ -1,0 +1,197 @@
+"""Generated parallel drivers for the CPU backend: conv and dense with their epilogue fused.
+
+A driver is generated once per (kind, epilogue) shape and reused by every node that has it; shapes
+are run-time arguments. It splits the output rows into `prange` tasks; a task computes its rows
+(BLAS GEMM on im2col rows, or a direct depthwise loop) and applies the epilogue to them while they
+are in cache, so the output is written once instead of once per elementwise op.
+
+Epilogue operands are viewed as (batch, middle, channel) arrays, each axis either full or broadcast
+(size 1): the form of a bias, a residual, or a squeeze-and-excitation scale. A node whose operands
+do not fit that form returns None from `plan_operands`, and the caller uses the unfused path.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..ir import Node
+from .common import IndentedBuffer, step_lines
+
+if TYPE_CHECKING:
+    from .cpu import CpuCodegen
+
+PJIT = "@njit(parallel=True, cache=True, nogil=True, error_model='numpy', boundscheck=False)"
+
+
+def _three(shape: tuple) -> tuple[tuple, tuple, tuple]:
+    """Axis groups of a rank-r output: batch, middle (may be empty), channel."""
+    r = len(shape)
+    return (0,), tuple(range(1, r - 1)), (r - 1,)
+
+
+def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, bool, bool]]] | None:
+    """(3D view expression, broadcast flags) of each epilogue operand, or None if one does not fit."""
+    out = node.out.shape
+    groups = _three(out)
+    res = []
+    for s in node.epilogue:
+        if s.operand is None:
+            continue
+        name = node.inputs[s.operand]
+        shape = cg.shape(name)
+        if len(shape) > len(out):
+            return None
+        padded = (1,) * (len(out) - len(shape)) + tuple(shape)
+        flags, dims = [], []
+        for grp in groups:
+            if not grp:
+                flags.append(True)
+                dims.append("1")
+                continue
+            bc = [padded[a] == 1 and out[a] != 1 for a in grp]
+            if any(bc) and not all(bc):
+                return None
+            flags.append(all(bc))
+            if all(bc):
+                dims.append("1")
+            elif grp == (0,):
+                dims.append("n")
+            else:
+                size = 1
+                for a in grp:
+                    size *= int(padded[a])
+                dims.append(str(size))
+        res.append((f"{cg.ref(name)}.reshape(({', '.join(dims)}))", tuple(flags)))
+    return res
+
+
+def _epilogue_lines(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer, main: str) -> None:
+    """Statements applying the node's epilogue to `v`, read from and stored to `main` (an index expr)."""
+    buf.line(f"v = {main}")
+    k = 0
+    for s in node.epilogue:
+        operand = None
+        if s.operand is not None:
+            fb, fm, fc = flags[k]
+            operand = f"a{k}[{'0' if fb else 'b'}, {'0' if fm else 'm'}, {'0' if fc else 'c'}]"
+            k += 1
+        for ln in step_lines(s, "v", operand, cg.c):
+            buf.line(ln)
+    buf.line(f"{main} = v")
+
+
+def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer) -> None:
+    if not node.epilogue:
+        return
+    buf.line("for r in range(r0, r1):")
+    with buf.indent():
+        buf.line("b = r // M")
+        buf.line("m = r - b * M")
+        buf.line("for c in range(C):")
+        with buf.indent():
+            _epilogue_lines(cg, node, flags, buf, "o2[r, c]")
+
+
+def _define(cg: "CpuCodegen", kind: str, node: Node, flags: list[tuple], build) -> str:
+    """Register the driver for this (kind, epilogue) shape once; return its function name."""
+    buf = IndentedBuffer()
+    build(buf)
+    body = buf.getvalue()
+    key = (kind, body)
+    name = cg.drivers.get(key)
+    if name is None:
+        name = f"_{kind}{len(cg.drivers)}"
+        cg.drivers[key] = name
+        cg.kernel_src.append(PJIT + "\n" + body.replace("{name}", name))
+    return name
+
+
+def _tasks(buf: IndentedBuffer, task_body) -> None:
+    """`for t in prange(tasks)`, with a serial path when there is one task (no thread hand-off)."""
+    buf.line("if tasks == 1:")
+    with buf.indent():
+        buf.line("t = 0")
+        task_body(buf)
+    buf.line("else:")
+    with buf.indent():
+        buf.line("for t in prange(tasks):")
+        with buf.indent():
+            task_body(buf)
+
+
+def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: tuple | None) -> bool:
+    """Emit a fused GEMM driver call: rows of `x2` (or im2col rows of x when `im2col` is given:
+    (x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch), x viewed as NHWC) times `w`, epilogue fused.
+    False if it cannot."""
+    ops = plan_operands(cg, node)
+    if ops is None:
+        return False
+    flags = [f for _, f in ops]
+    args = "".join(f", a{k}" for k in range(len(ops)))
+    kind = "conv" if im2col else "gemm"
+
+    def build(buf: IndentedBuffer) -> None:
+        head = "x, w, o3, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, o3"
+        buf.line(f"def {{name}}({head}{args}):")
+        with buf.indent():
+            buf.line("N, M, C = o3.shape")
+            buf.line("K = w.shape[0]")
+            buf.line("rows = N * M")
+            buf.line("o2 = o3.reshape((rows, C))")
+            buf.line("chunk = _gemm.row_chunk(rows, K, C)")
+            buf.line("tasks = (rows + chunk - 1) // chunk")
+
+            def task(b: IndentedBuffer) -> None:
+                b.line("r0 = t * chunk")
+                b.line("r1 = min(rows, r0 + chunk)")
+                if im2col:
+                    b.line("col = scratch[r0 * K:r1 * K].reshape((r1 - r0, K))")
+                    b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)")
+                    b.line("np.dot(col, w, o2[r0:r1])")
+                else:
+                    b.line("np.dot(x2[r0:r1], w, o2[r0:r1])")
+                _row_epilogue(cg, node, flags, b)
+            _tasks(buf, task)
+    name = _define(cg, kind, node, flags, build)
+    shape = node.out.shape
+    middle = 1
+    for d in shape[1:-1]:
+        middle *= int(d)
+    o3 = f"{out}.reshape((n, {middle}, {shape[-1]}))"
+    opargs = "".join(f", {e}" for e, _ in ops)
+    if im2col:
+        x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch = im2col
+        cg.line(f"{name}({x}, {w}, {o3}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
+                f"{scratch}{opargs})")
+    else:
+        cg.line(f"{name}({x2}, {w}, {o3}{opargs})")
+    return True
+
+
+def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geometry: tuple) -> bool:
+    """Emit a fused depthwise driver call (rows in parallel, epilogue per row). False if it cannot."""
+    ops = plan_operands(cg, node)
+    if ops is None:
+        return False
+    flags = [f for _, f in ops]
+    args = "".join(f", a{k}" for k in range(len(ops)))
+
+    def build(buf: IndentedBuffer) -> None:
+        buf.line(f"def {{name}}(x, w, out, sh, sw, dh, dw, pt, pl{args}):")
+        with buf.indent():
+            buf.line("N, OH, OW, C = out.shape")
+            buf.line("M = OH * OW")
+            buf.line("o2 = out.reshape((N * M, C))")
+            buf.line("tasks = N * OH")
+            buf.line("for t in prange(tasks):")
+            with buf.indent():
+                buf.line("bb = t // OH")
+                buf.line("i = t - bb * OH")
+                buf.line("_gemm.depthwise_row(x, w, out, bb, i, sh, sw, dh, dw, pt, pl)")
+                buf.line("r0 = t * OW")
+                buf.line("r1 = r0 + OW")
+                _row_epilogue(cg, node, flags, buf)
+    name = _define(cg, "dw", node, flags, build)
+    opargs = "".join(f", {e}" for e, _ in ops)
+    sh, sw, dh, dw, pt, pl = geometry
+    cg.line(f"{name}({x}, {w}, {out}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}{opargs})")
+    return True

@@ -1,0 +1,328 @@
+"""CPU emitters of the sequence ops (RNN, GATHER, ONE_HOT, BMM), registered into `cpu.EMITTERS`.
+
+An RNN node becomes one generated njit function per node: the loop over time with the cell's gates
+fused into one pass over the units, its activations inlined (tanh and sigmoid as the vectorizable
+kernels of `kernels/cpu/rnn.py`, any other through `step_lines`), and the recurrent product of each
+step through `kernels/cpu/rnn.recur_matmul` (dense cells) or the im2col convolution (ConvLSTM). The input
+projection of all timesteps is a MATMUL (or CONV) node before it, which BLAS does in one call.
+
+Stateful RNNs keep their states in a `state` buffer that the runtime owns and passes to `run` as its
+last argument (only when the model has one): `state_layout` assigns each stateful node a slot of
+per-sample floats, scaled by the batch like the arena.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..ir import Graph, Group, Node, Op, Step
+from ..rules import same_pads
+from ..rules_seq import GATES, N_STATES, rnn_input_names
+from .common import IndentedBuffer, step_lines
+
+
+# ---------------------------------------------------------------------- geometry of an RNN node
+class _RnnGeometry:
+    """Static sizes of one RNN node: T steps, P positions (H*W for ConvLSTM, else 1), F units, G gates."""
+
+    def __init__(self, node: Node, values: dict):
+        a = dict(node.attrs)
+        self.attrs = a
+        self.names = rnn_input_names(a)
+        xp = values[node.inputs[0]].shape
+        self.cell = a["cell"]
+        self.T = xp[1]
+        self.spatial = tuple(xp[2:-1])
+        self.P = int(np.prod(self.spatial, dtype=np.int64)) if self.spatial else 1
+        self.F = a["units"]
+        self.G = GATES[self.cell]
+        self.K = N_STATES[self.cell]
+        self.gru_split = self.cell == "gru" and not a.get("reset_after")
+        self.R = self.T if a.get("return_sequences") else 1
+        self.rows = self.R + a.get("out_states", 0)
+        pf, gf = self.P * self.F, self.F * self.G
+        # per-sample work regions: name -> (offset, size)
+        sizes = [("h", pf), ("c", pf if self.K == 2 else 0),
+                 ("z", self.P * (2 * self.F if self.gru_split else gf)),
+                 ("zh", pf if self.gru_split else 0), ("rh", pf if self.gru_split else 0),
+                 ("seen", 1 if a.get("unroll") and a.get("has_mask") else 0)]
+        if self.cell == "convlstm":
+            sizes.append(("col", self.P * a["kernel_hw"][0] * a["kernel_hw"][1] * self.F))
+        self.work: dict[str, tuple[int, int]] = {}
+        off = 0
+        for name, size in sizes:
+            if size:
+                self.work[name] = (off, size)
+                off += -(-size // 16) * 16
+        self.work_size = off
+
+
+def scratch_need(node: Node, values: dict, params: dict) -> int | None:
+    """Per-sample scratch floats of a sequence op (None for ops this module does not emit)."""
+    if node.op is Op.RNN:
+        return _RnnGeometry(node, values).work_size
+    return None
+
+
+def state_layout(g: Graph) -> dict[str, tuple[int, int]]:
+    """Stateful RNN node -> (offset, size) of its states in the runtime's state buffer, per sample."""
+    out: dict[str, tuple[int, int]] = {}
+    off = 0
+    values = g.values()
+    for n in g.nodes:
+        if n.op is Op.RNN and n.attr("stateful"):
+            geo = _RnnGeometry(n, values)
+            size = geo.K * geo.P * geo.F
+            out[n.out.name] = (off, size)
+            off += size
+    return out
+
+
+# ---------------------------------------------------------------------- scalar programs
+def program_lines(program: tuple, x: str, out: str, c: Callable[[float], str], tag: str) -> list[str]:
+    """Statements computing scalar `out` = program(x) (see rules_seq: the activations of a cell)."""
+    if not program:
+        return [f"{out} = {x}"]
+    lines: list[str] = []
+    names = [f"{tag}{k}" for k in range(len(program))]
+
+    def arg(a: Any) -> str:
+        if a == "x":
+            return x
+        if isinstance(a, tuple):
+            return names[a[1]]
+        return c(float(a))
+    for k, (op, attrs, args) in enumerate(program):
+        v = names[k]
+        lines.append(f"{v} = {arg(args[0])}")
+        if op is Op.TANH:
+            lines.append(f"{v} = _rnn.tanh32({v})")
+        elif op is Op.SIGMOID:
+            lines.append(f"{v} = _rnn.sigmoid32({v})")
+        elif op.group is Group.UNARY:
+            lines += step_lines(Step(op, tuple(attrs)), v, None, c)
+        else:
+            lines += step_lines(Step(op, (), 1), v, arg(args[1]), c)
+    lines.append(f"{out} = {names[-1]}")
+    return lines
+
+
+# ---------------------------------------------------------------------- the RNN kernel
+def _gate_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
+    """The fused update of unit j at position p of row b, from z (recurrent product) and xp."""
+    a, F = geo.attrs, geo.F
+    act = lambda x, out, tag: program_lines(a["activation"], x, out, c, tag)  # noqa: E731
+    ract = lambda x, out, tag: program_lines(a["recurrent_activation"], x, out, c, tag)  # noqa: E731
+    one = c(1.0)
+    lines = ["q = p * F + j", "g = p * GF + j"]
+    if geo.cell == "simple":
+        lines += act("xp[b, t, g] + z[b, g]", "hn", "_a")
+        lines.append("h[b, q] = hn")
+    elif geo.cell == "gru" and a.get("reset_after"):
+        rb = lambda k: f" + rb[{k * F} + j]" if a.get("has_rbias") else ""  # noqa: E731
+        lines += ract(f"xp[b, t, g] + (z[b, g]{rb(0)})", "gz", "_r")
+        lines += ract(f"xp[b, t, g + {F}] + (z[b, g + {F}]{rb(1)})", "gr", "_s")
+        lines += act(f"xp[b, t, g + {2 * F}] + gr * (z[b, g + {2 * F}]{rb(2)})", "hh", "_a")
+        lines.append(f"h[b, q] = gz * h[b, q] + ({one} - gz) * hh")
+    elif geo.cell == "gru":  # the second half, after the product of r * h (see `_kernel_source`)
+        lines += act(f"xp[b, t, g + {2 * F}] + zh[b, q]", "hh", "_a")
+        lines.append("gz = z[b, p * 2 * F + j]")
+        lines.append(f"h[b, q] = gz * h[b, q] + ({one} - gz) * hh")
+    else:  # lstm, convlstm: gates i, f, c, o
+        lines += ract("xp[b, t, g] + z[b, g]", "gi", "_r")
+        lines += ract(f"xp[b, t, g + {F}] + z[b, g + {F}]", "gf", "_s")
+        lines += act(f"xp[b, t, g + {2 * F}] + z[b, g + {2 * F}]", "gc", "_a")
+        lines += ract(f"xp[b, t, g + {3 * F}] + z[b, g + {3 * F}]", "go", "_o")
+        lines.append("cn = gf * c[b, q] + gi * gc")
+        lines.append("c[b, q] = cn")
+        lines += act("cn", "hc", "_b")
+        lines.append("h[b, q] = go * hc")
+    return lines
+
+
+def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]) -> str:
+    a = geo.attrs
+    T, F, P = geo.T, geo.F, geo.P
+    has_mask, unroll, zero = a.get("has_mask"), a.get("unroll"), c(0.0)
+    buf = IndentedBuffer()
+    buf.line(f"def {{name}}({', '.join(args)}, n):")
+    with buf.indent():
+        buf.line(f"F = {F}")
+        buf.line(f"GF = {geo.G * F}")
+        for name, (off, size) in geo.work.items():
+            cols = size if name != "seen" else 1
+            buf.line(f"{name} = work[n * {off}:n * {off + size}].reshape((n, {cols}))")
+        # initial states: given, kept from the last call, or zeros
+        buf.line("for b in range(n):")
+        with buf.indent():
+            buf.line(f"for q in range({P * F}):")
+            with buf.indent():
+                for k, sname in enumerate(["h", "c"][:geo.K]):
+                    if a.get("n_init"):
+                        src = f"s{k}[b, q]"
+                    elif a.get("stateful"):
+                        src = f"state[b, {k}, q]"
+                    else:
+                        src = zero
+                    buf.line(f"{sname}[b, q] = {src}")
+            if "seen" in geo.work:
+                buf.line(f"seen[b, 0] = {zero}")
+        buf.line(f"for s in range({T}):")
+        with buf.indent():
+            buf.line(f"t = {T - 1} - s" if a.get("go_backwards") else "t = s")
+            oi = "t" if a.get("time_order") else "s"
+            # the recurrent product z = h @ U of this step (for GRU without reset_after, of z and r only)
+            if geo.cell == "convlstm":
+                (H, W), (kh, kw) = geo.spatial, a["kernel_hw"]
+                pt, pl = same_pads(H, kh, 1)[0], same_pads(W, kw, 1)[0]
+                buf.line(f"_conv.conv2d(h.reshape((n, {H}, {W}, {F})), u, z.reshape((n, {H}, {W}, {geo.G * F})), "
+                         f"{kh}, {kw}, 1, 1, 1, 1, {pt}, {pl}, col.reshape(({H * W * kh * kw * F} * n,)))")
+            else:
+                buf.line("_rnn.recur_matmul(h, u, z)")
+            if geo.gru_split:
+                # z and r of every row first, then the product of r * h, then the new state
+                buf.line("for b in range(n):")
+                with buf.indent():
+                    buf.line(f"for j in range({F}):")
+                    with buf.indent():
+                        for line in program_lines(a["recurrent_activation"], "xp[b, t, j] + z[b, j]", "gz", c, "_r"):
+                            buf.line(line)
+                        for line in program_lines(a["recurrent_activation"], f"xp[b, t, j + {F}] + z[b, j + {F}]",
+                                                  "gr", c, "_s"):
+                            buf.line(line)
+                        buf.line("z[b, j] = gz")
+                        buf.line("rh[b, j] = gr * h[b, j]")
+                buf.line("_rnn.recur_matmul(rh, uh, zh)")
+            buf.line("for b in range(n):")
+            with buf.indent():
+                if has_mask:
+                    buf.line(f"if mask[b, t] == {zero}:")
+                    with buf.indent():
+                        if a.get("return_sequences"):
+                            buf.line(f"for q in range({P * F}):")
+                            with buf.indent():
+                                if a.get("zero_masked"):
+                                    buf.line(f"out[b, {oi}, q] = {zero}")
+                                elif unroll:
+                                    buf.line(f"out[b, {oi}, q] = h[b, q] if seen[b, 0] != {zero} else {zero}")
+                                else:
+                                    buf.line(f"out[b, {oi}, q] = h[b, q]")
+                        buf.line("continue")
+                    if unroll:
+                        buf.line(f"seen[b, 0] = {c(1.0)}")
+                buf.line(f"for p in range({P}):")
+                with buf.indent():
+                    buf.line(f"for j in range({F}):")
+                    with buf.indent():
+                        for line in _gate_lines(geo, c):
+                            buf.line(line)
+                if a.get("return_sequences"):
+                    buf.line(f"for q in range({P * F}):")
+                    with buf.indent():
+                        buf.line(f"out[b, {oi}, q] = h[b, q]")
+        tail: list[str] = []  # the last output, final states and kept states of every row
+        if not a.get("return_sequences"):
+            last = "0" if a.get("go_backwards") else str(T - 1)
+            if has_mask and a.get("zero_masked"):
+                tail.append(f"out[b, 0, q] = {zero} if mask[b, {last}] == {zero} else h[b, q]")
+            elif has_mask and unroll:
+                tail.append(f"out[b, 0, q] = h[b, q] if seen[b, 0] != {zero} else {zero}")
+            else:
+                tail.append("out[b, 0, q] = h[b, q]")
+        for k, sname in enumerate(["h", "c"][:a.get("out_states", 0)]):
+            tail.append(f"out[b, {geo.R + k}, q] = {sname}[b, q]")
+        if a.get("stateful"):
+            for k, sname in enumerate(["h", "c"][:geo.K]):
+                tail.append(f"state[b, {k}, q] = {sname}[b, q]")
+        if tail:
+            buf.line("for b in range(n):")
+            with buf.indent():
+                buf.line(f"for q in range({P * F}):")
+                with buf.indent():
+                    for line in tail:
+                        buf.line(line)
+        buf.line("return 0")
+    return buf.getvalue()
+
+
+def emit_rnn(cg: Any, node: Node, out: str) -> None:
+    from .cpu import JIT  # cpu imports this module
+    geo = _RnnGeometry(node, cg.values)
+    a = geo.attrs
+    named = dict(zip(geo.names, node.inputs))
+    T, P, F = geo.T, geo.P, geo.F
+    u = cg.g.params[named["U"]]
+    args, exprs = ["xp", "u"], [f"{cg.ref(named['xp'])}.reshape((n, {T}, {P * geo.G * F}))"]
+    if geo.cell == "convlstm":
+        exprs.append(cg.weight(f"{named['U']}@gemm", u.reshape(-1, 1, u.shape[-1]).transpose(1, 0, 2)))
+    elif geo.gru_split:
+        exprs.append(cg.weight(f"{named['U']}@zr", u[:, :2 * F]))
+        args.append("uh")
+        exprs.append(cg.weight(f"{named['U']}@h", u[:, 2 * F:]))
+    else:
+        exprs.append(cg.ref(named["U"]))
+    if a.get("has_rbias"):
+        args.append("rb")
+        exprs.append(cg.ref(named["rbias"]))
+    if a.get("has_mask"):
+        args.append("mask")
+        exprs.append(f"{cg.ref(named['mask'])}.reshape((n, {T}))")
+    for k in range(a.get("n_init", 0)):
+        args.append(f"s{k}")
+        exprs.append(f"{cg.ref(named[f'state{k}'])}.reshape((n, {P * F}))")
+    args += ["out", "work"]
+    exprs += [f"{out}.reshape((n, {geo.rows}, {P * F}))", cg.scratch(node)]
+    if a.get("stateful"):
+        off, size = cg.state_slots[node.out.name]
+        args.append("state")
+        exprs.append(f"state[n * {off}:n * {off + size}].reshape((n, {geo.K}, {P * F}))")
+    body = _kernel_source(geo, cg.c, args)
+    name = cg.kernels.get(body)
+    if name is None:
+        name = f"_rnn{len(cg.kernels)}"
+        cg.kernels[body] = name
+        cg.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
+    cg.line(f"{name}({', '.join(exprs)}, n)")
+
+
+# ---------------------------------------------------------------------- gathers and batched matmuls
+def _count(shape: tuple) -> str:
+    """Elements of `shape` (batch included) as an expression of n."""
+    static = int(np.prod([d for d in shape[1:]], dtype=np.int64))
+    return "n" if static == 1 else f"n * {static}"
+
+
+def emit_gather(cg: Any, node: Node, out: str) -> None:
+    idx, table = node.inputs
+    rows = cg.g.params[table]
+    width = int(np.prod(rows.shape[1:], dtype=np.int64))
+    m = _count(cg.shape(idx))
+    tv = cg.weight(f"{table}@rows", rows.reshape(rows.shape[0], width))
+    cg.line(f"_seq.gather_rows({cg.ref(idx)}.reshape(({m},)), {tv}, {out}.reshape(({m}, {width})))")
+
+
+def emit_one_hot(cg: Any, node: Node, out: str) -> None:
+    idx = node.inputs[0]
+    m = _count(cg.shape(idx))
+    cg.line(f"_seq.one_hot({cg.ref(idx)}.reshape(({m},)), {out}.reshape(({m}, {node.attr('depth')})), "
+            f"{bool(node.attr('truncate'))})")
+
+
+def emit_bmm(cg: Any, node: Node, out: str) -> None:
+    from .cpu import _epilogue  # cpu imports this module
+    a, b = node.inputs
+    sa, sb, so = cg.shape(a), cg.shape(b), node.out.shape
+    lead = _count(so[:-2])
+    view = lambda s: f"({lead}, {s[-2]}, {s[-1]})"  # noqa: E731
+    cg.line(f"_seq.bmm({cg.ref(a)}.reshape({view(sa)}), {cg.ref(b)}.reshape({view(sb)}), "
+            f"{out}.reshape({view(so)}), {bool(node.attr('transpose_b'))})")
+    _epilogue(cg, node, out)
+
+
+SEQ_EMITTERS: dict[Op, Callable[[Any, Node, str], None]] = {
+    Op.RNN: emit_rnn,
+    Op.GATHER: emit_gather,
+    Op.ONE_HOT: emit_one_hot,
+    Op.BMM: emit_bmm,
+}

@@ -1,0 +1,240 @@
+"""`CudaModel`: a loaded CUDA artifact. Weights go to the device once; every intermediate stays there.
+
+Per batch size it keeps a `_Batch`: a device arena, flat device buffers for the inputs and outputs,
+pinned host buffers, and the launch list of the generated `launches(...)`, computed once. The first
+predict at a batch size launches the list (numba compiles or loads the kernels then) and captures it
+into a CUDA graph; later ones replay the graph: one launch for the whole model. A predict copies the
+inputs in, runs, copies the outputs out and synchronizes once.
+
+Inputs with `__cuda_array_interface__` (CuPy, PyTorch, numba) are copied device to device and the
+outputs are returned as numba device arrays (which have the interface too); numpy inputs give numpy.
+Set KERASJIT_CUDA_GRAPHS=0 to launch kernel by kernel instead of through graphs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, DeviceMemoryError, InputError
+from .cuda_device import cuda_environment, simulated
+from .model import CompiledModel
+
+#: batch sizes whose buffers and graphs are kept (least recently used dropped first)
+KEEP_BATCHES = 4
+
+
+@dataclass
+class _Batch:
+    n: int
+    arena: Any
+    ins: list          # flat device buffers, one per input
+    outs: list         # flat device buffers, one per output
+    host_ins: list     # pinned staging buffers for numpy inputs
+    host_outs: list
+    launches: list     # (configured kernel, args)
+    graph: Any = None  # (CUgraph, CUgraphExec) once captured
+    finalizer: Any = field(default=None, repr=False)
+
+
+def _is_device_array(a: Any) -> bool:
+    # the simulator's device arrays have no __cuda_array_interface__
+    return hasattr(a, "__cuda_array_interface__") or type(a).__name__ == "FakeCUDAArray"
+
+
+def _check(result: tuple) -> tuple:
+    """cuda.bindings calls return (error, *values); raise on an error."""
+    err, *rest = result
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA driver error {err}")
+    return tuple(rest)
+
+
+def _destroy_graph(graph: tuple) -> None:
+    try:
+        from cuda.bindings import driver as drv
+        drv.cuGraphExecDestroy(graph[1])
+        drv.cuGraphDestroy(graph[0])
+    except Exception:  # noqa: BLE001 - at interpreter exit the driver may already be gone
+        pass
+
+
+def _is_oom(e: Exception) -> bool:
+    return "OUT_OF_MEMORY" in str(e) or "out of memory" in str(e).lower()
+
+
+class CudaModel(CompiledModel):
+    """A compiled Keras model on the GPU. `predict` takes numpy arrays or CUDA arrays."""
+
+    def __init__(self, path: str | Path, verify: bool = True):
+        cuda_environment()  # TargetError without numba-cuda or a GPU, before anything imports numba.cuda
+        super().__init__(path, verify=verify)
+        if self._state_per_sample:
+            raise ArtifactError(f"{self.path}: stateful recurrent models are not supported on CUDA")
+        from numba import cuda
+        self._cuda = cuda
+        self._launches = self._module.launches
+        self._stream = cuda.stream()
+        self._dblob = cuda.to_device(self._blob, stream=self._stream)
+        self._sms = 1 if simulated() else cuda.get_current_device().MULTIPROCESSOR_COUNT
+        self._batches: OrderedDict[int, _Batch] = OrderedDict()
+        self._lock = threading.Lock()
+        self.use_graphs = not simulated() and os.environ.get("KERASJIT_CUDA_GRAPHS", "1") != "0"
+        self._stream.synchronize()
+
+    # ------------------------------------------------------------------ buffers and launch lists
+    def _batch(self, n: int) -> _Batch:
+        b = self._batches.get(n)
+        if b is not None:
+            self._batches.move_to_end(n)
+            return b
+        while len(self._batches) >= KEEP_BATCHES:
+            self._drop(next(iter(self._batches)))
+        try:
+            b = self._new_batch(n)
+        except Exception as e:  # noqa: BLE001
+            if not _is_oom(e):
+                raise
+            for k in list(self._batches):  # free what other batch sizes hold, then try once more
+                self._drop(k)
+            self._cuda.current_context().deallocations.clear()
+            try:
+                b = self._new_batch(n)
+            except Exception as e2:  # noqa: BLE001
+                if _is_oom(e2):
+                    raise self._oom(n) from e2
+                raise
+        self._batches[n] = b
+        return b
+
+    def _oom(self, n: int) -> DeviceMemoryError:
+        need = (n * self._arena_per_sample + self._dblob.size) * 4
+        return DeviceMemoryError(f"model {self.name!r}: out of GPU memory at batch size {n} (it needs about "
+                                 f"{need / 2**30:.2f} GiB for weights and intermediates); use a smaller batch")
+
+    def _new_batch(self, n: int) -> _Batch:
+        cuda = self._cuda
+        ins = [cuda.device_array(n * int(np.prod(s[1:], dtype=np.int64)), d)
+               for s, d in zip(self.input_shapes, self.input_dtypes)]
+        outs = [cuda.device_array(n * int(np.prod(s[1:], dtype=np.int64)), np.float32) for s in self.output_shapes]
+        arena = cuda.device_array(max(n * self._arena_per_sample, 16), np.float32)
+        host_ins = [cuda.pinned_array(a.shape, a.dtype) for a in ins]
+        host_outs = [cuda.pinned_array(a.shape, np.float32) for a in outs]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba warns of grids under 128 blocks: small layers have them
+            launches = [(kernel[grid, block, self._stream], args) for kernel, grid, block, args in
+                        self._launches(self._dblob, arena, n, self._sms, *ins, *outs)]
+        return _Batch(n, arena, ins, outs, host_ins, host_outs, launches)
+
+    def _drop(self, n: int) -> None:
+        b = self._batches.pop(n)
+        if b.finalizer is not None:
+            b.finalizer()
+
+    # ------------------------------------------------------------------ running
+    def _execute(self, b: _Batch) -> None:
+        if b.graph is not None:
+            from cuda.bindings import driver as drv
+            _check(drv.cuGraphLaunch(b.graph[1], self._stream.handle))
+            return
+        for launch, args in b.launches:
+            launch(*args)
+        if self.use_graphs:
+            try:
+                b.graph = self._capture(b)
+                b.finalizer = weakref.finalize(self, _destroy_graph, b.graph)
+            except Exception as e:  # noqa: BLE001 - kernel-by-kernel launches still work
+                warnings.warn(f"kerasjit: CUDA graph capture failed ({type(e).__name__}: {e}); "
+                              f"launching kernel by kernel", RuntimeWarning, stacklevel=3)
+                self.use_graphs = False
+
+    def _capture(self, b: _Batch) -> tuple:
+        """The launch list as an instantiated CUDA graph (captured from our stream, not run)."""
+        from cuda.bindings import driver as drv
+        h = self._stream.handle
+        _check(drv.cuStreamBeginCapture(h, drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
+        try:
+            for launch, args in b.launches:
+                launch(*args)
+        finally:
+            (graph,) = _check(drv.cuStreamEndCapture(h))
+        (gexec,) = _check(drv.cuGraphInstantiate(graph, 0))
+        return graph, gexec
+
+    def _device_inputs(self, x: Any) -> list:
+        """CUDA-array inputs as numba device views, checked like numpy inputs (no host copy)."""
+        out = []
+        batch = None
+        for name, shape, dtype, a in zip(self.input_names, self.input_shapes, self.input_dtypes,
+                                         self._input_list(x)):
+            if not _is_device_array(a):
+                raise InputError(f"input {name!r}: mix of device and host arrays; pass all inputs one way")
+            d = self._cuda.as_cuda_array(a) if hasattr(self._cuda, "as_cuda_array") else a
+            want = "(batch, " + ", ".join(str(s) for s in shape[1:]) + ")"
+            if d.ndim != len(shape) or tuple(d.shape[1:]) != tuple(shape[1:]):
+                raise InputError(f"input {name!r}: expected shape {want}, got {tuple(d.shape)}")
+            if d.dtype != dtype:
+                raise InputError(f"input {name!r}: device arrays must already be {dtype}, got {d.dtype}")
+            if not getattr(d, "is_c_contiguous", lambda: True)():
+                raise InputError(f"input {name!r}: device arrays must be C-contiguous")
+            if batch is None:
+                batch = d.shape[0]
+            elif d.shape[0] != batch:
+                raise InputError(f"input {name!r}: batch {d.shape[0]} differs from the first input's {batch}")
+            out.append(d)
+        return out
+
+    def predict(self, x: Any) -> Any:
+        """Run the model on a batch: numpy arrays (numpy out) or CUDA arrays (numba device arrays out),
+        as one array, a list of arrays, or a dict keyed by input layer name. Synchronizes once."""
+        first = next(iter(x.values())) if isinstance(x, dict) and x else \
+            (x[0] if isinstance(x, (list, tuple)) and x and len(self.input_names) > 1 else x)
+        on_device = _is_device_array(first)
+        xs = self._device_inputs(x) if on_device else self._normalize(x)
+        n = int(xs[0].shape[0])
+        with self._lock:
+            if n == 0:
+                outs = [np.empty((0,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
+                if on_device:
+                    outs = [self._cuda.device_array(o.shape, np.float32) for o in outs]
+                return outs[0] if len(outs) == 1 else outs
+            b = self._batch(n)
+            stream = self._stream
+            for buf, host, a in zip(b.ins, b.host_ins, xs):
+                if on_device:
+                    buf.copy_to_device(a.reshape(a.size), stream=stream)
+                else:
+                    np.copyto(host, a.reshape(-1))
+                    buf.copy_to_device(host, stream=stream)
+            try:
+                self._execute(b)
+            except Exception as e:  # noqa: BLE001
+                if _is_oom(e):
+                    raise self._oom(n) from e
+                raise
+            shapes = [(n,) + tuple(s[1:]) for s in self.output_shapes]
+            if on_device:
+                outs = []
+                for buf, shape in zip(b.outs, shapes):
+                    o = self._cuda.device_array(buf.size, np.float32, stream=stream)
+                    o.copy_to_device(buf, stream=stream)
+                    outs.append(o.reshape(shape))
+                stream.synchronize()
+            else:
+                for buf, host in zip(b.outs, b.host_outs):
+                    buf.copy_to_host(host, stream=stream)
+                stream.synchronize()
+                outs = [np.array(host).reshape(shape) for host, shape in zip(b.host_outs, shapes)]
+        return outs[0] if len(outs) == 1 else outs
+
+    __call__ = predict
+
+    def reset_states(self) -> None:
+        """Nothing to reset: stateful models are not compiled for CUDA."""
