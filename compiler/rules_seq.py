@@ -71,7 +71,7 @@ def _rnn_shape(ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
 
 
 def _bmm_shape(ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
-    a, b = ins
+    a, b = ins[0], ins[1]  # then the operands of a fused epilogue
     if len(a) != len(b) or len(a) < 3 or tuple(a[1:-2]) != tuple(b[1:-2]):
         raise ValueError(f"bmm: operands {tuple(a)} and {tuple(b)} differ in their batch dimensions")
     k, p = (b[-1], b[-2]) if attrs.get("transpose_b") else (b[-2], b[-1])

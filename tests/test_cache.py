@@ -80,3 +80,15 @@ def test_changed_weights_give_a_new_artifact(tmp_path, cache_dir):
     assert cm1.path != cm2.path
     x = np.random.default_rng(2).standard_normal((2, 17, 15, 6)).astype(np.float32)
     assert_matches(cm2.predict(x), keras_predict(m, x), "recompiled")
+
+
+def test_generated_code_is_cacheable(tmp_path):
+    """numba refuses to cache a function that uses dynamic globals (it only warns); then every
+    process would recompile. The warm-up compile must not warn about caching."""
+    import warnings
+    m = conv_zoo()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kerasjit.compile(save(m, tmp_path, "json")[0], str(tmp_path / "model.weights.h5"), cache_dir=tmp_path / "c")
+    bad = [w for w in caught if "Cannot cache" in str(w.message)]
+    assert not bad, [str(w.message) for w in bad]

@@ -106,10 +106,11 @@ def _node_refs(node: Any) -> _NodeArgs:
 
 
 def _ref_list(obj: Any) -> list[Ref]:
-    """`input_layers` / `output_layers`: a list of refs, or one bare ref (Keras 3 single tensor)."""
+    """`input_layers` / `output_layers`: a list of refs, or one bare ref (Keras 3 single tensor); nested
+    lists (outputs such as a stacked RNN's per-cell states) are flattened in order, as Keras does."""
     if isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], str):
         return [(obj[0], int(obj[1]), int(obj[2]))]
-    return [(r[0], int(r[1]), int(r[2])) for r in obj]
+    return [r for item in obj for r in _ref_list(item)]
 
 
 def _input_shape(lc: dict, source: str) -> tuple[tuple, str]:

@@ -5,7 +5,6 @@ rows (`im2col_rows`), multiplies them with BLAS (`np.dot`, pinned to one thread:
 numba's), and applies the epilogue while the rows are still in cache. Depthwise convolutions go row
 by row (`depthwise_row`), also with the epilogue fused after each row.
 """
-import numba
 import numpy as np
 from numba import njit
 
@@ -15,14 +14,17 @@ from .conv import OPTS
 TASK_BYTES = 1 << 18
 
 
+#: tasks a GEMM is split into at least, when it has the rows: enough to balance up to 8 threads
+MIN_TASKS = 8
+
+
 @njit(**OPTS)
 def row_chunk(rows, k, m):
-    """Rows per task: about TASK_BYTES of input and output rows, a multiple of 8, and enough tasks
-    for every thread when there are rows for it."""
+    """Rows per task: about TASK_BYTES of input and output rows, a multiple of 8, and at least
+    MIN_TASKS tasks when there are rows for them. (Not `numba.get_num_threads()`: calling it makes
+    every caller uncacheable, and the whole model is one cached caller.)"""
     per = max(8, TASK_BYTES // (4 * (k + m)))
-    threads = numba.get_num_threads()
-    if threads > 1:
-        per = min(per, max(8, -(-rows // (2 * threads))))
+    per = min(per, max(8, -(-rows // MIN_TASKS)))
     return max(8, (per + 7) // 8 * 8)
 
 

@@ -59,6 +59,9 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
     abase = cuda.local.array(LA, int64)        # per A load: offset of the row's image (or row), -1 past M
     aih = cuda.local.array(LA, int64)          # window origin (may be negative: padding)
     aiw = cuda.local.array(LA, int64)
+    ach = cuda.local.array(LA, int64)          # per A load: the tap (kh, kw) and channel of its next k,
+    akw = cuda.local.array(LA, int64)          # advanced by BK each step: no division in the main loop
+    akh = cuda.local.array(LA, int64)
 
     tid = cuda.threadIdx.x
     # indices known to be non-negative are cast to uint64: numba then skips its negative-index
@@ -88,6 +91,11 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
             abase[l] = bimg * H * W * C + g * cin_g
         else:
             abase[l] = r * K
+        k = ((l * NT + tid) % (BK // VEC)) * VEC
+        tap = k // cin_g
+        ach[l] = k - tap * cin_g
+        akh[l] = tap // KW
+        akw[l] = tap - akh[l] * KW
 
     ktiles = (K + BK - 1) // BK
     for kt in range(ktiles + 1):
@@ -98,28 +106,31 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
                 kk = k0 + ((l * NT + tid) % (BK // VEC)) * VEC
                 base = abase[l]
                 if GATHER:
-                    # one decode per VEC values: with VEC == 4 they are channels of one pixel
-                    ok = False
-                    src = 0
-                    if base >= 0 and kk < K:
-                        tap = kk // cin_g
-                        kh = tap // KW
-                        ih = aih[l] + kh * dh
-                        iw = aiw[l] + (tap - kh * KW) * dw
-                        ok = ih >= 0 and ih < H and iw >= 0 and iw < W
-                        src = base + (ih * W + iw) * C + (kk - tap * cin_g)
+                    # one bounds test per VEC values: with VEC == 4 they are channels of one pixel
+                    ih = aih[l] + akh[l] * dh
+                    iw = aiw[l] + akw[l] * dw
+                    ok = base >= 0 and kk < K and ih >= 0 and ih < H and iw >= 0 and iw < W
+                    src = base + (ih * W + iw) * C + ach[l]
                     for v in range(VEC):
-                        ra[l * VEC + v] = x[src + v] if ok else float32(0.0)
+                        ra[l * VEC + v] = x[uint64(src + v)] if ok else float32(0.0)
+                    ch = ach[l] + BK
+                    while ch >= cin_g:
+                        ch -= cin_g
+                        akw[l] += 1
+                        if akw[l] == KW:
+                            akw[l] = 0
+                            akh[l] += 1
+                    ach[l] = ch
                 else:
                     for v in range(VEC):
                         k = kk + v
-                        ra[l * VEC + v] = x[base + k] if base >= 0 and k < K else float32(0.0)
+                        ra[l * VEC + v] = x[uint64(base + k)] if base >= 0 and k < K else float32(0.0)
             for l in range(LB):
                 q = l * NT + tid
                 k = k0 + q // (BN // 4)
                 c = n0 + (q % (BN // 4)) * 4
                 for v in range(4):
-                    rb[l * 4 + v] = w[wbase + k * ng + c + v] if k < K and c + v < ng else float32(0.0)
+                    rb[l * 4 + v] = w[uint64(wbase + k * ng + c + v)] if k < K and c + v < ng else float32(0.0)
         # ---- multiply tile kt - 1, staged in shared buffer (kt - 1) & 1
         if kt > 0:
             aoff = ((kt - 1) & 1) * (BK * BM) + ty * (TM // 2)
