@@ -4,10 +4,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import (ArtifactError, CompileError, DeviceMemoryError, InputError, KerasJitError, ModelFormatError,
-                     TargetError, UnsupportedLayerError, WeightsMismatchError)
+                     SelfTestError, TargetError, UnsupportedLayerError, WeightsMismatchError)
+from .errors import CacheWarning, KerasJitWarning, NonFiniteWeightsWarning
 
 __all__ = ["compile", "load", "CompiledModel", "KerasJitError", "ModelFormatError", "UnsupportedLayerError",
-           "WeightsMismatchError", "InputError", "ArtifactError", "CompileError", "TargetError", "DeviceMemoryError",
+           "WeightsMismatchError", "InputError", "ArtifactError", "SelfTestError", "CompileError", "TargetError", "DeviceMemoryError",
+           "KerasJitWarning", "NonFiniteWeightsWarning", "CacheWarning", "register_layer", "unregister_layer",
            "__version__"]
 
 
@@ -16,6 +18,9 @@ def __getattr__(name: str):
     if name in ("compile", "load"):
         from . import api
         return getattr(api, name)
+    if name in ("register_layer", "unregister_layer"):
+        from . import registry
+        return getattr(registry, name)
     if name == "CompiledModel":
         from .runtime.model import CompiledModel
         return CompiledModel

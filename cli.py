@@ -1,4 +1,5 @@
-"""The `kerasjit` command line: compile, predict, demo."""
+"""The `kerasjit` command line: compile, predict, demo here; inspect, check, bench, encode, cache and layers
+in `cli_commands.py`."""
 from __future__ import annotations
 
 import logging
@@ -30,19 +31,40 @@ def main(verbose: int) -> None:
 @main.command("compile")
 @click.argument("model", type=click.Path(exists=True, dir_okay=True))
 @click.argument("weights", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.argument("metadata", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), required=True, help="Artifact directory to write (model.kjit).")
 @click.option("--target", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache directory (default: user cache).")
-def compile_cmd(model: str, weights: str | None, output: str, target: str, cache_dir: str | None) -> None:
-    """Compile MODEL (.keras, .h5, or .json with WEIGHTS) into an artifact directory."""
+@click.option("--test-input", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Self-test input to store (.npy, or .npz keyed by input name); default: random.")
+@click.option("--test-output", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Its expected outputs (.npy/.npz); default: computed by Keras when it is installed.")
+@click.option("--self-test/--no-self-test", default=None,
+              help="Require a self-test in the artifact / store none (default: when Keras or --test-* give one).")
+def compile_cmd(model: str, weights: str | None, metadata: str | None, output: str, target: str,
+                cache_dir: str | None, test_input: str | None, test_output: str | None,
+                self_test: bool | None) -> None:
+    """Compile MODEL into an artifact directory (a progress bar shows the stages on a terminal).
+
+    MODEL is a .keras file, a full-model .h5 file, or an architecture .json with its WEIGHTS (HDF5, or
+    Keras.js's model_weights.buf with METADATA, its model_metadata.json). The artifact stores a
+    self-test (a test input and Keras's outputs for it) that `kerasjit check ARTIFACT` and
+    `kerasjit.load` re-run.
+    """
     from .api import compile as kj_compile
+    from .cli_commands import read_arrays
     t0 = time.perf_counter()
     try:
-        cm = kj_compile(model, weights, target=target, cache_dir=cache_dir)
+        tx = read_arrays(test_input, []) if test_input else None
+        ty = read_arrays(test_output, []) if test_output else None
+        cm = kj_compile(model, weights, target=target, cache_dir=cache_dir, metadata=metadata,
+                        test_input=tx, test_output=ty, self_test=self_test)
         dest = cm.save(output)
     except KerasJitError as e:
         _fail(e)
     click.echo(f"compiled {cm.name!r} to {dest} in {time.perf_counter() - t0:.2f}s")
+    test = cm.manifest.get("self_test")
+    click.echo(f"  self-test: against {test['source']}" if test else "  self-test: none stored")
     for n, s in zip(cm.input_names, cm.input_shapes):
         click.echo(f"  input  {n}: {tuple(s)}")
     for n, s in zip(cm.output_names, cm.output_shapes):
@@ -63,9 +85,16 @@ def _read_inputs(path: str, names: list[str]):
 @click.argument("artifact", type=click.Path(exists=True, file_okay=False))
 @click.argument("inputs", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(), required=True, help="Where to write outputs (.npy or .npz).")
-def predict_cmd(artifact: str, inputs: str, output: str) -> None:
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=None,
+              help="Stream INPUTS in batches of this size (memory-mapped .npy in and out; a progress bar "
+                   "on a terminal), for more data than fits in memory.")
+def predict_cmd(artifact: str, inputs: str, output: str, batch_size: int | None) -> None:
     """Run ARTIFACT on INPUTS (.npy, or .npz keyed by input name) and write the outputs."""
     from .runtime import load
+    if batch_size is not None:
+        from .cli_commands import predict_streaming
+        predict_streaming(artifact, inputs, output, batch_size)
+        return
     try:
         cm = load(artifact)
         x = _read_inputs(inputs, cm.input_names)
@@ -126,6 +155,10 @@ def demo_cmd(cache_dir: str | None) -> None:
     if err > 1e-4 * max(1.0, float(np.abs(ref).max())):
         _fail(KerasJitError(f"demo output differs from Keras by {err:.3g}"))
 
+
+from .cli_commands import register  # noqa: E402  (the commands that live in their own module)
+
+register(main)
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,11 @@ class ArtifactError(KerasJitError):
     """A compiled artifact is corrupt, hand-edited, or was made for another kerasjit, numba or machine."""
 
 
+class SelfTestError(ArtifactError):
+    """A compiled model's outputs on the test input stored with it differ from the reference outputs
+    (Keras's, or the user's) beyond the tolerance: the artifact must not be trusted."""
+
+
 class CompileError(KerasJitError):
     """Code generation or numba compilation failed for a reason that is kerasjit's, not the model's."""
 
@@ -45,3 +50,16 @@ class TargetError(KerasJitError):
 
 class DeviceMemoryError(KerasJitError):
     """The GPU has too little free memory for this model at this batch size."""
+
+
+class KerasJitWarning(UserWarning):
+    """Base class of every warning kerasjit issues: the model runs, but something deserves a look."""
+
+
+class NonFiniteWeightsWarning(KerasJitWarning):
+    """The model's weights hold NaN or Inf values; the message names each layer and weight."""
+
+
+class CacheWarning(KerasJitWarning):
+    """The artifact cache cannot be used (for example a read-only directory); kerasjit compiled the
+    model into a temporary directory instead, so the next process compiles it again."""

@@ -57,7 +57,7 @@ def sgemm(size: int, tiles: list[tuple]) -> list[tuple[str, float, float]]:
         launch = kern[grid, cf["NT"]]
 
         def run():
-            launch(da, db, dc, m, k, 1, 1, k, 1, 1, 1, k, 1, 1, 1, 1, 0, 0, n, n, ())
+            launch(da, db, dc, m, k, k, 1, 1, k, 1, 1, 1, k, 1, 1, 1, 1, 0, 0, n, n, ())
         run()
         torch.cuda.synchronize()
         err = float((c - ref).abs().max() / ref.abs().max())
@@ -92,7 +92,7 @@ def conv(batch: int, h: int, cin: int, cout: int, k: int, stride: int, tiles: li
         launch = kern[(-(-m // cf["BM"]), -(-cout // cf["BN"]), 1), cf["NT"]]
 
         def run():
-            launch(dx, dw, do, m, k * k * cin, h, h, cin, oh * oh, oh, k, cin, stride, stride, 1, 1, pad, pad,
+            launch(dx, dw, do, m, k * k * cin, k * k * cin, h, h, cin, oh * oh, oh, k, cin, stride, stride, 1, 1, pad, pad,
                    cout, cout, ())
         run()
         torch.cuda.synchronize()
@@ -106,15 +106,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
-    from kerasjit.compiler.codegen.cuda import TILE_BIG, TILE_SMALL
-    tiles = [TILE_BIG, TILE_SMALL]
+    from kerasjit.kernels.cuda.gemm import TILES
+    tiles = [t[0] for t in TILES]
     rows = sgemm(2048 if args.quick else 4096, tiles)
     for shape in [(32, 56, 64, 64, 3, 1), (32, 56, 256, 64, 1, 1), (32, 28, 128, 128, 3, 1),
                   (32, 14, 256, 256, 3, 1), (32, 7, 512, 512, 3, 1), (32, 224, 3, 64, 7, 2)]:
         rows += conv(*shape, tiles=tiles)
-    print(f"{'kernel':<62} {'ms':>9} {'GFLOP/s':>9}")
+    print(f"{'kernel':<62} {'ms':>9} {'TFLOP/s':>9}")
     for name, t, gf in rows:
-        print(f"{name:<62} {t:9.3f} {gf:9.0f}")
+        print(f"{name:<62} {t:9.3f} {gf:9.1f}")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ class Op(enum.Enum):
     LOG = ("log", Group.UNARY)
     SIGN = ("sign", Group.UNARY)              # -1, 0 or 1 (a comparison as arithmetic: masks, steps)
     CAST = ("cast", Group.UNARY)              # to float32: an integer graph input read by a float layer
+    FLOOR = ("floor", Group.UNARY)            # largest integer <= x (ceil, trunc and int casts build on it)
     # -- binary elementwise --
     ADD = ("add", Group.BINARY)
     SUB = ("sub", Group.BINARY)
@@ -63,6 +64,9 @@ class Op(enum.Enum):
     DIV = ("div", Group.BINARY)
     MAXIMUM = ("maximum", Group.BINARY)
     MINIMUM = ("minimum", Group.BINARY)
+    # a where b != 0, else 0: where(c, x, y) = SELECT(x, c) + SELECT(y, c == 0), exact where
+    # c * x + (1 - c) * y is not (inf * 0 is NaN, and masks are often -inf)
+    SELECT = ("select", Group.BINARY)
     # -- contraction --
     MATMUL = ("matmul", Group.CONTRACTION)    # x[..., K] @ w[K, M]; attrs: epilogue
     # Spatial ops have 1, 2 or 3 spatial dims (len(strides)): x is (N, *spatial, C) channels-last, w is
@@ -87,7 +91,9 @@ class Op(enum.Enum):
     TRANSPOSE = ("transpose", Group.LAYOUT)   # attrs: perm (full rank, perm[0] == 0)
     PAD = ("pad", Group.LAYOUT)               # attrs: pads ((lo, hi) per axis), value
     CONCAT = ("concat", Group.LAYOUT)         # attrs: axis
-    SLICE = ("slice", Group.LAYOUT)           # attrs: ranges ((start, stop, step) per axis after the batch)
+    # attrs: ranges ((start, stop, step) per axis after the batch, as Python's range: a negative step
+    # walks down, stop -1 meaning down to index 0)
+    SLICE = ("slice", Group.LAYOUT)
     # table[int(i)] for every index i of a runtime value (any int or float dtype, truncated; negative
     # indices count from the end; out of range gives NaN rows, as jnp.take); table is a parameter
     GATHER = ("gather", Group.LAYOUT)

@@ -192,7 +192,7 @@ def fuse_elementwise(g: Graph) -> Graph:
         fused = None
         if n.op.group in (Group.UNARY, Group.BINARY):
             for pos, src in enumerate(n.inputs[:2] if n.op.group is Group.BINARY else n.inputs[:1]):
-                if pos == 1 and n.op not in (Op.ADD, Op.MUL, Op.MAXIMUM, Op.MINIMUM, Op.SUB, Op.DIV):
+                if pos == 1 and n.op not in (Op.ADD, Op.MUL, Op.MAXIMUM, Op.MINIMUM, Op.SUB, Op.DIV, Op.SELECT):
                     break
                 prod = nodes_by_out.get(src)
                 if prod is None or prod.op.group not in (Group.CONTRACTION, Group.FUSED):

@@ -62,6 +62,7 @@ UNARY: dict[Op, Callable[..., np.ndarray]] = {
     Op.LOG: np.log,
     Op.SIGN: np.sign,
     Op.CAST: lambda x: x.astype(np.float32),
+    Op.FLOOR: np.floor,
 }
 
 
@@ -82,6 +83,7 @@ BINARY: dict[Op, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     Op.DIV: np.divide,
     Op.MAXIMUM: np.maximum,
     Op.MINIMUM: np.minimum,
+    Op.SELECT: lambda a, b: np.where(b != 0, a, np.float32(0)),
 }
 
 
@@ -201,7 +203,9 @@ def shape_of(op: Op, ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
         if len(ranges) != len(ins[0]) - 1:
             raise ValueError(f"slice: {len(ranges)} ranges for input {tuple(ins[0])}")
         for d, (start, stop, step) in zip(ins[0][1:], ranges):
-            if not (0 <= start and stop <= d and step > 0):
+            # a negative step walks down from start to stop + 1 (stop -1: down to index 0)
+            inside = 0 <= start and stop <= d if step > 0 else start < d and stop >= -1
+            if not (inside and step != 0):
                 raise ValueError(f"slice: range {(start, stop, step)} out of an axis of size {d}")
         return (ins[0][0],) + tuple(len(range(*r)) for r in ranges)
     if op is Op.RESHAPE:
@@ -328,7 +332,8 @@ def evaluate(op: Op, xs: Sequence[np.ndarray], attrs: dict[str, Any]) -> np.ndar
     if op is Op.SPARSEMAX:
         return _sparsemax(xs[0], attrs["axis"])
     if op is Op.SLICE:
-        return np.ascontiguousarray(xs[0][(slice(None),) + tuple(slice(*r) for r in attrs["ranges"])])
+        return np.ascontiguousarray(xs[0][(slice(None),) + tuple(
+            slice(start, None if stop < 0 else stop, step) for start, stop, step in attrs["ranges"])])
     if op is Op.RESHAPE:
         return xs[0].reshape((xs[0].shape[0],) + tuple(attrs["shape"]))
     if op is Op.TRANSPOSE:

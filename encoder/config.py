@@ -69,8 +69,14 @@ def is_input_layer(layer: dict) -> bool:
 
 def is_operation(layer: dict) -> bool:
     """Whether a layer entry is a Keras 3 operation (`keras.ops.not_equal` and the like, recorded in
-    functional configs, notably where masks are computed): not a layer, so never in a weights file."""
-    return str(layer.get("module", "")).startswith("keras.src.ops")
+    functional configs, notably where masks are computed): not a layer, so never in a weights file.
+    `.keras` configs name the ops module; legacy HDF5 configs do not, but an operation's config lacks
+    the `trainable` that every layer's has."""
+    if str(layer.get("module", "")).startswith("keras.src.ops"):
+        return True
+    cfg = layer.get("config")
+    return (not is_input_layer(layer) and not is_model(layer) and isinstance(cfg, dict)
+            and "trainable" not in cfg and "module" not in layer)
 
 
 def iter_layers(model: dict) -> Iterator[dict]:

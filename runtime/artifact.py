@@ -6,21 +6,26 @@ this kerasjit, numba and machine, so a stale or tampered artifact is never run.
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, CacheWarning
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.bin"
 MODULE = "model_gen.py"
+#: where numba writes its cache of the generated module (in-tree, beside it)
+NUMBA_CACHE = "__pycache__"
 _PKG_ROOT = Path(__file__).resolve().parent.parent
 #: the sources whose change must invalidate every artifact (numba does not track cross-module calls)
 _SOURCE_DIRS = ("compiler", "kernels", "runtime", "encoder")
@@ -69,32 +74,107 @@ def environment_key(target: str) -> dict[str, str]:
     return env
 
 
-def write_artifact(dest: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> Path:
-    """Write `files` and a manifest hashing them into `dest`, atomically (temp dir + rename).
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """The hash a manifest records of itself (every key but "checksum"): a hand-edited or corrupted
+    manifest (say, a smaller arena than the generated code needs) is refused before anything runs.
+    It detects edits, it does not authenticate: whoever can write the artifact can recompute it."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    If another process wrote `dest` first, its artifact is kept and ours discarded: both are the same
-    compilation of the same inputs.
-    """
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write `manifest` (with its checksum) into artifact directory `path`, atomically."""
+    manifest = {**manifest, "checksum": manifest_checksum(manifest)}
+    tmp = Path(path) / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, Path(path) / MANIFEST)
+    return manifest
+
+
+@dataclass
+class StagedArtifact:
+    """An artifact written into a private directory, not yet visible at its cache path `dest`.
+
+    `in_cache` is False when the cache directory could not be written: the artifact then lives in a
+    temporary directory for this process only (removed at exit) and is never published."""
+
+    path: Path
+    dest: Path
+    in_cache: bool
+
+
+def stage_artifact(dest: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> StagedArtifact:
+    """Write `files` and a manifest hashing them into a new private directory beside `dest`, or, when
+    the cache directory is not writable, into a temporary directory (with a `CacheWarning`).
+
+    Numba writes its cache into the staged directory when the model first runs there; the artifact
+    becomes visible at `dest` only through `publish_artifact`, complete and sealed."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp, in_cache = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent)), True
+    except OSError as e:
+        tmp, in_cache = Path(tempfile.mkdtemp(prefix="kerasjit-")), False
+        warnings.warn(f"kerasjit: the cache directory {dest.parent} is not writable ({e.strerror or e}); "
+                      f"compiling into the temporary directory {tmp} instead, removed when this process "
+                      f"exits: the next process compiles the model again", CacheWarning, stacklevel=3)
+    # an artifact that is never published (a failed compile, an unwritable cache) leaves nothing behind
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     try:
         hashes = {}
         for name, data in files.items():
             (tmp / name).write_bytes(data)
             hashes[name] = hashlib.sha256(data).hexdigest()
-        manifest = {**manifest, "format": FORMAT_VERSION, "files": hashes}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        write_manifest(tmp, {**manifest, "format": FORMAT_VERSION, "files": hashes})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return StagedArtifact(tmp, dest, in_cache)
+
+
+def seal_numba_cache(path: Path) -> None:
+    """Add numba's cache files (`__pycache__/*`, written when the model first ran) to the manifest's
+    hashes, so a corrupted or edited `.nbi`/`.nbc` is refused like any other file instead of running
+    machine code that nobody checked. Also records the generated module's modification time: numba's
+    index is keyed on it, and `check_artifact` restores it after a copy that did not keep it."""
+    path = Path(path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    files = dict(manifest["files"])
+    cache = path / NUMBA_CACHE
+    if cache.is_dir():
+        for p in sorted(cache.iterdir()):
+            if p.is_file():
+                files[f"{NUMBA_CACHE}/{p.name}"] = file_hash(p)
+    write_manifest(path, {**manifest, "files": files, "module_mtime_ns": (path / MODULE).stat().st_mtime_ns})
+
+
+def publish_artifact(staged: StagedArtifact) -> Path:
+    """Seal the staged artifact and move it to its cache path with one atomic rename; return where it is.
+
+    When another process published the same key first, its artifact is kept and ours discarded: both
+    are the same compilation of the same inputs. An unpublishable (temporary) artifact stays where it is.
+    """
+    seal_numba_cache(staged.path)
+    if not staged.in_cache:
+        return staged.path
+    dest = staged.dest
+    for _ in range(2):
         try:
-            os.replace(tmp, dest)
+            os.replace(staged.path, dest)
+            return dest
         except OSError:
-            if not (dest / MANIFEST).exists():
-                shutil.rmtree(dest, ignore_errors=True)
-                os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            if (dest / MANIFEST).exists():
+                break
+            shutil.rmtree(dest, ignore_errors=True)  # a directory left by a writer that crashed
+    shutil.rmtree(staged.path, ignore_errors=True)
+    if not (dest / MANIFEST).exists():
+        raise ArtifactError(f"{dest}: cannot publish the compiled artifact there")
     return dest
+
+
+def write_artifact(dest: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> Path:
+    """Write `files` and a manifest hashing them into `dest`, atomically (stage, then rename)."""
+    return publish_artifact(stage_artifact(Path(dest), files, manifest))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -112,10 +192,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def check_artifact(path: Path, manifest: dict[str, Any]) -> None:
-    """Raise `ArtifactError` unless every file matches its hash and the artifact fits this machine."""
+    """Raise `ArtifactError` unless the manifest is intact, every file it lists matches its hash (numba's
+    cache included) and the artifact fits this kerasjit, numba and machine."""
     path = Path(path)
+    if manifest.get("checksum") != manifest_checksum(manifest):
+        raise ArtifactError(f"{path / MANIFEST}: the manifest does not match its checksum: corrupted or edited")
     env = environment_key(manifest.get("target", "cpu"))
-    for k in ("kerasjit", "source", "numba", "cpu", "cpu_features", "gpu", "numba_cuda"):
+    for k in ("kerasjit", "source", "numba", "llvmlite", "cpu", "cpu_features", "gpu", "numba_cuda"):
         if manifest.get("env", {}).get(k) != env.get(k):
             raise ArtifactError(f"{path}: made for {k} {manifest.get('env', {}).get(k)!r}, this is {env.get(k)!r}; "
                                 f"recompile the model")
@@ -123,6 +206,8 @@ def check_artifact(path: Path, manifest: dict[str, Any]) -> None:
     if not isinstance(files, dict) or MODULE not in files or WEIGHTS not in files:
         raise ArtifactError(f"{path / MANIFEST}: manifest lists no {MODULE}/{WEIGHTS}")
     for name, want in files.items():
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ArtifactError(f"{path / MANIFEST}: lists a file outside the artifact: {name!r}")
         p = path / name
         if not p.is_file():
             raise ArtifactError(f"{path}: file {name} is missing")
@@ -130,3 +215,18 @@ def check_artifact(path: Path, manifest: dict[str, Any]) -> None:
         if got != want:
             raise ArtifactError(f"{p}: content does not match the manifest (sha256 {got[:12]}..., "
                                 f"expected {want[:12]}...): corrupted or edited")
+    _restore_module_mtime(path, manifest)
+
+
+def _restore_module_mtime(path: Path, manifest: dict[str, Any]) -> None:
+    """Numba's cache index is keyed on the generated module's (mtime, size): a copy that did not keep
+    modification times would make numba compile again and overwrite its (hashed) cache files. The
+    module's content is verified, so its recorded mtime is put back (where the file may be written)."""
+    want = manifest.get("module_mtime_ns")
+    p = path / MODULE
+    try:
+        st = p.stat()
+        if isinstance(want, int) and st.st_mtime_ns != want:
+            os.utime(p, ns=(st.st_atime_ns, want))
+    except OSError:
+        pass  # read-only: numba then keeps its cache elsewhere (its in-tree cache needs a writable dir)

@@ -83,6 +83,7 @@ class CudaModel(CompiledModel):
         self._launches = self._module.launches
         self._stream = cuda.stream()
         self._dblob = cuda.to_device(self._blob, stream=self._stream)
+        self._ws = cuda.device_array(max(int(getattr(self._module, "WORKSPACE", 16)), 16), np.float32)
         self._sms = 1 if simulated() else cuda.get_current_device().MULTIPROCESSOR_COUNT
         self._batches: OrderedDict[int, _Batch] = OrderedDict()
         self._lock = threading.Lock()
@@ -130,7 +131,7 @@ class CudaModel(CompiledModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numba warns of grids under 128 blocks: small layers have them
             launches = [(kernel[grid, block, self._stream], args) for kernel, grid, block, args in
-                        self._launches(self._dblob, arena, n, self._sms, *ins, *outs)]
+                        self._launches(self._dblob, arena, self._ws, n, self._sms, *ins, *outs)]
         return _Batch(n, arena, ins, outs, host_ins, host_outs, launches)
 
     def _drop(self, n: int) -> None:

@@ -1,10 +1,12 @@
 """`CompiledModel`: a loaded artifact, ready to `predict`. Imports nothing of the compiler."""
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import hashlib
 import shutil
 import sys
 import threading
+import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -13,18 +15,29 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from . import threads
 from .artifact import MODULE, WEIGHTS, check_artifact, read_manifest
+from .inputs import arena_limit_bytes, batch_chunks
 
 
-def _load_module(path: Path, name: str):
+def _load_module(path: Path, name: str, sha256: str | None = None):
+    """Import the generated module from the very bytes that were verified (`sha256`, when given).
+
+    It is compiled from source, never imported through the import system: that would run a `.pyc`
+    from `__pycache__` (which no manifest lists) whenever its header matches, and would read the file
+    again after it was checked. numba finds its cache through the code's file name, as before.
+    """
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ArtifactError(f"{path}: cannot import the generated module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        source = path.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read the generated module: {e}") from e
+    if sha256 is not None and hashlib.sha256(source).hexdigest() != sha256:
+        raise ArtifactError(f"{path}: changed after the artifact was verified")
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # numba's cache finds the module's globals by name when it loads
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
     except Exception as e:
         del sys.modules[name]
         raise ArtifactError(f"{path}: the generated module does not import: {type(e).__name__}: {e}") from e
@@ -63,9 +76,19 @@ class CompiledModel:
             if blob_size else np.zeros(16, np.float32)
         self._blob.flags.writeable = False
         threads.configure()
-        self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{m['key'][:24]}")
+        self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{m['key'][:24]}",
+                                    m["files"][MODULE] if verify else None)
         self._run = getattr(self._module, "run", None)  # the CUDA module has `launches` instead
         self._local = threading.local()
+        #: bound on one call's arena in bytes (None: $KERASJIT_MAX_ARENA_MB, else 1 GiB); a larger
+        #: batch runs in chunks of rows (stateless models only: see `predict`)
+        self.max_arena_bytes: int | None = None
+        # Concurrency rule: a stateless model runs calls from several threads at once (each thread has
+        # its own arena; weights are read-only). A stateful model serializes its calls on a per-model
+        # lock: its states are one shared buffer that every call reads and advances, as in Keras. With
+        # numba's thread-unsafe workqueue layer, every call of every model is serialized.
+        self._call_lock = _serial if threads.needs_lock() else \
+            threading.Lock() if self._state_per_sample else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ inputs
     def _input_list(self, x: Any) -> list[Any]:
@@ -126,15 +149,26 @@ class CompiledModel:
         """Run the model on a batch: an array, a list of arrays, or a dict keyed by input layer name.
 
         Returns one array for a single-output model, else a list in the model's output order.
+        An iterator or generator of batches (more data than fits in memory) gives a generator of
+        results instead: see `predict_iter`.
         """
+        from .batches import is_batch_stream
+        if is_batch_stream(x):
+            return self.predict_iter(x)
         xs = self._normalize(x)
         n = int(xs[0].shape[0])
         outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
         if n:
-            if self._state_per_sample:
-                self._run(self._blob, self._arena(n), n, *xs, *outs, self._states(n))
-            else:
-                self._run(self._blob, self._arena(n), n, *xs, *outs)
+            with self._call_lock:
+                if self._state_per_sample:
+                    # states are laid out per node, then per row: the batch runs whole (it is the batch
+                    # the states belong to)
+                    self._run(self._blob, self._arena(n), n, *xs, *outs, self._states(n))
+                else:
+                    # rows slices of C-contiguous arrays stay C-contiguous: one numba signature for all
+                    for lo, hi in batch_chunks(n, self._arena_per_sample, arena_limit_bytes(self.max_arena_bytes)):
+                        self._run(self._blob, self._arena(hi - lo), hi - lo, *[a[lo:hi] for a in xs],
+                                  *[o[lo:hi] for o in outs])
         return outs[0] if len(outs) == 1 else outs
 
     def _states(self, n: int) -> np.ndarray:
@@ -154,7 +188,15 @@ class CompiledModel:
     def reset_states(self) -> None:
         """Clear the states that stateful recurrent layers keep across `predict` calls, as Keras's
         `model.reset_states()`; the next call may then use any batch size."""
-        self._state = None
+        with self._call_lock:  # never under a running call
+            self._state = None
+
+    def predict_iter(self, batches: Any, progress: bool | None = None, total: int | None = None) -> Any:
+        """Yield the outputs of each batch of `batches` (any iterable of what `predict` takes; a tuple
+        `(x, y, ...)` is read as Keras reads it from a generator: `x`), lazily, with a progress bar on a
+        terminal (`progress`; `total` batches when `batches` has no len)."""
+        from .batches import predict_batches
+        return predict_batches(self, batches, progress=progress, total=total)
 
     __call__ = predict
 
@@ -177,9 +219,21 @@ class CompiledModel:
         return f"<CompiledModel {self.name!r} ({ins}) target={self.manifest.get('target')} at {self.path}>"
 
 
-def load(path: str | Path, verify: bool = True) -> CompiledModel:
-    """Load a compiled artifact written by `kerasjit.compile(...)` or `CompiledModel.save(...)`."""
+def load(path: str | Path, verify: bool = True, self_test: bool | None = None) -> CompiledModel:
+    """Load a compiled artifact written by `kerasjit.compile(...)` or `CompiledModel.save(...)`.
+
+    `verify` (default on) checks every file against the manifest's hashes and the artifact against this
+    kerasjit, numba and machine (`ArtifactError`), then re-runs the self-test the artifact stores, if
+    any: its test input must give the stored reference outputs (Keras's, or the user's) within
+    1e-4 * max(1, max|ref|), else `SelfTestError`. `self_test` overrides the second part alone.
+    `verify=False` skips both, for a trusted artifact that must load fastest.
+    """
     if read_manifest(Path(path)).get("target") == "cuda":
         from .cuda_model import CudaModel  # imports numba-cuda only for CUDA artifacts
-        return CudaModel(path, verify=verify)
-    return CompiledModel(path, verify=verify)
+        cm: CompiledModel = CudaModel(path, verify=verify)
+    else:
+        cm = CompiledModel(path, verify=verify)
+    if verify if self_test is None else self_test:
+        from .selftest import run_self_test
+        run_self_test(cm)
+    return cm

@@ -92,6 +92,18 @@ def test_conv1d_and_dense_on_sequences(tmp_path, cache_dir):
     _compare(m, tmp_path, cache_dir, batches=(2,))
 
 
+def test_split_k_with_fused_epilogue(tmp_path, cache_dir):
+    """A product too small to fill many multiprocessors splits its reduction over blocks; the
+    reduction kernel then applies the bias and activation."""
+    k = keras()
+    m = k.Sequential([k.Input((260,)), k.layers.Dense(8, activation="relu")], name="splitk")
+    cm = _compile(m, tmp_path, cache_dir)
+    cm._sms = 10_000  # pretend to be a huge GPU: gemm.choose then splits K (before the first predict)
+    x = random_input((260,), 5)  # a batch size that compile's own checks did not use
+    assert_matches(cm.predict(x), keras_predict(m, x), "split-K")
+    assert len(cm._batch(5).launches) == 2  # partial products, then reduction + epilogue
+
+
 def test_device_arrays_stay_on_device(tmp_path, cache_dir):
     from numba import cuda
     k = keras()
@@ -164,7 +176,8 @@ def test_gemm_template_tiles():
         out = cuda.device_array(ref.size, np.float32)
         m = n * oh * oh
         kern[(-(-m // cf["BM"]), -(-ng // cf["BN"]), groups), cf["NT"]](
-            cuda.to_device(x.ravel()), cuda.to_device(packed.ravel()), out, m, kk * kk * cg, h, h, c, oh * oh, oh,
+            cuda.to_device(x.ravel()), cuda.to_device(packed.ravel()), out, m, kk * kk * cg, kk * kk * cg, h, h, c,
+            oh * oh, oh,
             kk, cg, s, s, 1, 1, pad, pad, co, ng, ())
         np.testing.assert_allclose(out.copy_to_host().reshape(ref.shape), ref, atol=1e-4, rtol=1e-4)
 

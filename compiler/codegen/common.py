@@ -58,6 +58,8 @@ def step_lines(step: Step, x: str, operand: str | None, c: Callable[[float], str
         sym = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}.get(op)
         if sym:
             return [f"{x} = {lhs} {sym} {rhs}"]
+        if op is Op.SELECT:
+            return [f"{x} = {lhs} if {rhs} != {c(0.0)} else {c(0.0)}"]
         fn = "max" if op is Op.MAXIMUM else "min"
         return [f"{x} = {fn}({lhs}, {rhs})"]
     zero, one = c(0.0), c(1.0)
@@ -121,6 +123,10 @@ def step_lines(step: Step, x: str, operand: str | None, c: Callable[[float], str
         return [f"{x} = math.log({x})"]
     if op is Op.SIGN:
         return [f"{x} = {one} if {x} > {zero} else (-{one} if {x} < {zero} else {x})"]
+    if op is Op.FLOOR:
+        # math.floor gives an int64 in numba: only below 2**23, where floats may have a fraction (inf
+        # and NaN, which an integer cannot hold, are not below it and pass unchanged)
+        return [f"{x} = float(math.floor({x})) if abs({x}) < {c(2.0 ** 23)} else {x}"]
     raise NotImplementedError(f"no scalar form for {op}")
 
 

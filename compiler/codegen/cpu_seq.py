@@ -311,7 +311,7 @@ def emit_one_hot(cg: Any, node: Node, out: str) -> None:
 
 def emit_bmm(cg: Any, node: Node, out: str) -> None:
     from .cpu import _epilogue  # cpu imports this module
-    a, b = node.inputs
+    a, b = node.inputs[0], node.inputs[1]  # then the operands of a fused epilogue
     sa, sb, so = cg.shape(a), cg.shape(b), node.out.shape
     lead = _count(so[:-2])
     view = lambda s: f"({lead}, {s[-2]}, {s[-1]})"  # noqa: E731

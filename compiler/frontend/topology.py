@@ -6,16 +6,18 @@ the `node index`-th call of that layer, counting the calls listed in the layer's
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ...encoder.spec import ModelSpec
-from ...errors import KerasJitError, ModelFormatError, UnsupportedLayerError
+from ...errors import KerasJitError, ModelFormatError, UnsupportedLayerError, WeightsMismatchError
 from ..builder import GraphBuilder
 from ..ir import Graph, Op
 from . import masking
-from .context import INTEGER_INPUT_LAYERS, LAYERS, LayerCall
+from .context import INTEGER_INPUT_LAYERS, LayerCall
+from .dispatch import REGISTRY_HINT, describe_unsupported, rule_for
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 Ref = tuple  # (layer name, node index, tensor index)
@@ -37,14 +39,16 @@ def iter_layers(model_cfg: dict, prefix: str = "") -> Iterator[tuple[str, dict]]
 
 
 def check_supported(spec: ModelSpec) -> None:
-    """Raise one `UnsupportedLayerError` listing every layer of the model that has no lowering rule."""
-    bad = [(path, lc.get("class_name", "?")) for path, lc in iter_layers(spec.config)
-           if not _is_model(lc) and lc.get("class_name") not in LAYERS and lc.get("class_name") != "InputLayer"]
+    """Raise one `UnsupportedLayerError` listing every layer (or operation node) of the model that has
+    no lowering rule, with what each one is (dispatch.py) and how to register a lowering for it."""
+    bad = [(path, lc) for path, lc in iter_layers(spec.config)
+           if not _is_model(lc) and lc.get("class_name") != "InputLayer" and rule_for(lc) is None]
     if bad:
-        listing = "\n".join(f"  - {p} ({c})" for p, c in bad)
+        described = [describe_unsupported(p, lc) for p, lc in bad]
+        listing = "\n".join(f"  - {line}" for line, _ in described)
         raise UnsupportedLayerError(
-            f"{spec.source}: {len(bad)} layer(s) are not supported by kerasjit:\n{listing}",
-            [(p, c, "no lowering rule") for p, c in bad])
+            f"{spec.source}: {len(bad)} layer(s) are not supported by kerasjit:\n{listing}\n{REGISTRY_HINT}",
+            [(p, lc.get("class_name", "?"), why) for (p, lc), (_, why) in zip(bad, described)])
 
 
 @dataclass
@@ -95,14 +99,56 @@ def _node_refs(node: Any) -> _NodeArgs:
             else:
                 out.kwargs[k] = v
         return out
-    # Keras 1/2: [[name, node_index, tensor_index, kwargs?], ...], all of it the first argument
+    # Keras 1/2: the first call argument as entries [name, node_index, tensor_index, kwargs?], usually a
+    # list of them (one bare entry for tf.keras's TFOpLambda, a constant as ["_CONSTANT_VALUE", -1,
+    # value, kwargs]); every other argument is in the kwargs, tensors there as [name, node, tensor]
     out = _NodeArgs([], {})
-    for entry in node:
-        out.refs.append((entry[0], int(entry[1]), int(entry[2])))
-        if len(entry) > 3 and isinstance(entry[3], dict):
-            out.kwargs.update(entry[3])
+    first = _keras2_first_arg(node, out)
+    out.args = [first[0] if isinstance(first, list) and len(first) == 1 else first]
     out.first_arg = len(out.refs)
+    for k, v in list(out.kwargs.items()):
+        refs = _keras2_kwarg_refs(v)
+        if refs:
+            del out.kwargs[k]
+            if k == "mask":
+                out.mask_refs = refs
+            else:
+                out.kw_refs[k] = refs
+                out.tensor_args += 1
     return out
+
+
+def _is_keras2_entry(obj: Any) -> bool:
+    return isinstance(obj, list) and len(obj) in (3, 4) and isinstance(obj[0], str)
+
+
+def _keras2_first_arg(obj: Any, out: _NodeArgs) -> Any:
+    """The first argument of a Keras 1/2 node in Keras 3's form (tensors as `__keras_tensor__`
+    entries, constants as themselves), its refs appended to `out.refs` and its kwargs merged."""
+    if _is_keras2_entry(obj):
+        if len(obj) > 3 and isinstance(obj[3], dict):
+            out.kwargs.update(obj[3])
+        if obj[0] == "_CONSTANT_VALUE":
+            return obj[2]
+        ref = (obj[0], int(obj[1]), int(obj[2]))
+        out.refs.append(ref)
+        return {"class_name": "__keras_tensor__", "config": {"keras_history": list(ref)}}
+    if isinstance(obj, list):
+        return [_keras2_first_arg(o, out) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _keras2_first_arg(v, out) for k, v in obj.items()}
+    return obj
+
+
+def _keras2_kwarg_refs(obj: Any) -> list[Ref]:
+    """The tensor refs ([name, node_index, tensor_index]) in a Keras 1/2 keyword argument, in order."""
+    if _is_keras2_entry(obj) and isinstance(obj[1], int) and isinstance(obj[2], int) and obj[0] != "_CONSTANT_VALUE":
+        return [(obj[0], int(obj[1]), int(obj[2]))]
+    if isinstance(obj, list):
+        return [r for o in obj for r in _keras2_kwarg_refs(o)]
+    if isinstance(obj, dict):
+        return [r for o in obj.values() for r in _keras2_kwarg_refs(o)]
+    return []
 
 
 def _ref_list(obj: Any) -> list[Ref]:
@@ -149,7 +195,7 @@ class _Lowering:
             # Keras autocasts integer inputs of float layers to float32
             xs = [self._as_float(x, path) for x in xs]
             kw_values = {k: [self._as_float(v, path) for v in vs] for k, vs in (kw_values or {}).items()}
-        rule = LAYERS[cls]
+        rule = rule_for(lc)
         input_masks = [self.masks.get(x) for x in xs]
         call = LayerCall(self.b, self.spec, cls, lc.get("config", {}), path, node.kwargs,
                          tensor_kwargs=kw_values or {}, input_masks=input_masks,
@@ -255,12 +301,14 @@ class _Lowering:
                 done[(name, ni)] = [xs[i]]
         visiting: set[tuple[str, int]] = set()
 
-        def tensor(ref: Ref, in_call_args: bool = False) -> str:
+        def tensor(ref: Ref, in_call_args: bool = False, consumer: str = "") -> str:
             name, ni, ti = ref
             lc = by_name.get(name)
+            who = f"layer {prefix + consumer!r}" if consumer else f"model {prefix[:-1] or 'config'!r}"
             if lc is None:
-                raise ModelFormatError(f"{self.spec.source}: a node refers to layer {name!r}, "
-                                       f"which is not in the model config")
+                known = ", ".join(map(str, list(by_name)[:20])) + (", ..." if len(by_name) > 20 else "")
+                raise ModelFormatError(f"{self.spec.source}: {who} refers to layer {name!r}, which is not in "
+                                       f"the model config (its layers: {known})")
             ni -= self._node_offset(lc, in_call_args)
             key = (name, ni)
             if key not in done:
@@ -268,20 +316,20 @@ class _Lowering:
                     raise ModelFormatError(f"{self.spec.source}: the model graph has a cycle through layer {name!r}")
                 nodes = lc.get("inbound_nodes", [])
                 if not 0 <= ni < len(nodes):
-                    raise ModelFormatError(f"{self.spec.source}: a node refers to call {ni} of layer {name!r}, "
+                    raise ModelFormatError(f"{self.spec.source}: {who} refers to call {ni} of layer {name!r}, "
                                            f"which has {len(nodes)} call(s)")
                 visiting.add(key)
                 node = _node_refs(nodes[ni])
                 in_args = isinstance(nodes[ni], dict)
-                ins = [tensor(r, in_args) for r in node.refs]
-                kw_values = {k: [tensor(r, in_args) for r in refs] for k, refs in node.kw_refs.items()}
+                ins = [tensor(r, in_args, name) for r in node.refs]
+                kw_values = {k: [tensor(r, in_args, name) for r in refs] for k, refs in node.kw_refs.items()}
                 mask = None if node.mask_refs is None else \
-                    [None if r is None else tensor(r, in_args) for r in node.mask_refs]
+                    [None if r is None else tensor(r, in_args, name) for r in node.mask_refs]
                 done[key] = self.call_layer(lc, prefix + name, ins, node, kw_values, mask)
                 visiting.discard(key)
             outs = done[key]
             if ti >= len(outs):
-                raise ModelFormatError(f"{self.spec.source}: a node refers to output {ti} of layer {name!r}, "
+                raise ModelFormatError(f"{self.spec.source}: {who} refers to output {ti} of layer {name!r}, "
                                        f"which has {len(outs)}")
             return outs[ti]
 
@@ -289,20 +337,61 @@ class _Lowering:
 
 
 def lower(spec: ModelSpec) -> Graph:
-    """The IR graph of a whole model, before passes."""
-    check_supported(spec)
-    if spec.config.get("class_name") not in MODEL_CLASSES:
-        raise ModelFormatError(f"{spec.source}: top-level config is a {spec.config.get('class_name')!r}, "
-                               f"not a Keras model")
-    low = _Lowering(spec)
+    """The IR graph of a whole model, before passes.
+
+    Raises `ModelFormatError` for a config that is not a well-formed model (whatever part of it is
+    malformed) and `WeightsMismatchError` when the weights hold a layer that the model does not use.
+    """
+    weights = _ReadTracking(spec.weights)
+    spec = dataclasses.replace(spec, weights=weights)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20000))
     try:
+        check_supported(spec)
+        if spec.config.get("class_name") not in MODEL_CLASSES:
+            raise ModelFormatError(f"{spec.source}: top-level config is a {spec.config.get('class_name')!r}, "
+                                   f"not a Keras model")
+        low = _Lowering(spec)
         outs = low.model(spec.config, "", None)
+        names = _output_names(spec.config, len(outs))
+    except KerasJitError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        # Backstop: a config of the wrong shape (a list where a dict belongs, a missing key) fails
+        # somewhere in the walk; it is the file's fault, said with the file's name.
+        raise ModelFormatError(f"{spec.source}: malformed model config: {type(e).__name__}: {e}") from e
     finally:
         sys.setrecursionlimit(old)
-    names = _output_names(spec.config, len(outs))
+    _check_all_weights_used(spec, weights.read)
     return low.b.finish(outs, names)
+
+
+class _ReadTracking(dict):
+    """A layer path -> weights map that records which paths the lowering rules asked for."""
+
+    def __init__(self, weights: dict):
+        super().__init__(weights)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def _check_all_weights_used(spec: ModelSpec, read: set[str]) -> None:
+    """Raise `WeightsMismatchError` for weights filed under a layer that no rule read: the weights
+    file holds variables (for example of another model) that the config's layer does not have."""
+    unused = [p for p, arrays in spec.weights.items() if len(arrays) and p not in read]
+    if not unused:
+        return
+    classes = {path: lc.get("class_name", "?") for path, lc in iter_layers(spec.config)}
+    listing = "; ".join(f"layer {p!r} ({classes.get(p, 'not in the config')}) takes none, the file has "
+                        f"{len(spec.weights[p])} {spec.weight_names.get(p, [])[:6]}" for p in unused)
+    raise WeightsMismatchError(f"{spec.source}: the weights file holds weights the model does not use: {listing}")
 
 
 def _output_names(cfg: dict, n: int) -> list[str]:

@@ -26,6 +26,7 @@ VEC = 4         # consecutive k per A load (4 or 1)
 LA = 1          # A loads per thread per step: BM * BK // (NT * VEC)
 LB = 1          # B loads (of 4 columns) per thread per step: BK * BN // (NT * 4)
 GATHER = True   # A rows are convolution windows
+SPLIT = False   # split-K: blockIdx.z is a slice of the reduction; raw partial sums go to `out` (a workspace)
 ALIGN = 16      # shared-memory alignment in bytes (None under the simulator, which has none)
 
 
@@ -46,9 +47,45 @@ def config(bm: int, bn: int, bk: int, tm: int, tn: int, vec: int, gather: bool) 
     return dict(BM=bm, BN=bn, BK=bk, TM=tm, TN=tn, NT=nt, VEC=vec, LA=la, LB=lb, GATHER=gather)
 
 
-def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, pl, ldo, ng, ep):
-    """Grid (ceil(M/BM), ceil(ng/BN), groups), block NT. x: (N, H, W, C) input, or (M, K) without
-    GATHER; w: (groups, K, ng); out: (M, ldo), ldo = groups * ng; OHW, OW: output pixels, width."""
+#: (bm, bn, bk, tm, tn), speed relative to the first when every SM is busy, and resident blocks per SM
+#: (measured: 29 and 20 TFLOP/s for the first and last on a 4096^3 SGEMM on an H100; 128 or fewer
+#: registers per thread at 256 threads gives two blocks per SM)
+TILES = (
+    ((128, 128, 8, 8, 8), 1.0, 2),
+    ((128, 64, 16, 8, 4), 0.85, 2),
+    ((64, 64, 16, 4, 4), 0.69, 3),
+)
+SPLIT_TILE = 2                   # split-K uses the small tile: it is for products too small to fill the GPU
+SPLITS = (2, 4, 8, 16, 32)
+FMA_PER_SM = 1.1e11              # per second at speed 1.0 (29 TFLOP/s over 132 SMs)
+SPLIT_COST = 4e-6                # seconds: the extra reduction kernel, inside a CUDA graph
+
+
+def choose(m: int, ng: int, groups: int, K: int, sms: int, workspace: int) -> tuple[int, int, int]:
+    """(tile index into TILES, splits, k per split) estimated fastest for an (m x K) @ (K x ng) product
+    per group: whole waves of blocks over `sms` multiprocessors at each tile's speed, plus a fixed cost
+    for split-K, whose partial sums (splits * m * ng floats) must fit in `workspace`."""
+    best = (float("inf"), 0, 1, K)
+    for t, ((bm, bn, bk, _, _), speed, _) in enumerate(TILES):
+        blocks = -(-m // bm) * -(-ng // bn) * groups
+        options = [1] + (list(SPLITS) if t == SPLIT_TILE and groups == 1 else [])
+        for s in options:
+            kchunk = -(-(-(-K // s)) // bk) * bk if s > 1 else K
+            splits = -(-K // kchunk)
+            if s > 1 and (splits < 2 or kchunk < 128 or splits * m * ng > workspace):
+                continue
+            waves = -(-(blocks * splits) // sms)
+            est = waves * bm * bn * kchunk / (FMA_PER_SM * speed) + (SPLIT_COST if s > 1 else 0.0)
+            if est < best[0]:
+                best = (est, t, splits, kchunk)
+    return best[1], best[2], best[3]
+
+
+def conv_gemm(x, w, out, M, K, kchunk, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, pl, ldo, ng, ep):
+    """Grid (ceil(M/BM), ceil(ng/BN), groups or splits), block NT. x: (N, H, W, C) input, or (M, K)
+    without GATHER; w: (groups, K, ng); out: (M, ldo), ldo = groups * ng, or with SPLIT (splits, M, ldo)
+    partial sums of k in [z * kchunk, (z + 1) * kchunk) (kchunk a multiple of BK; K without SPLIT);
+    OHW, OW: output pixels, width."""
     As = cuda.shared.array(2 * BK * BM, float32, alignment=ALIGN)   # [buffer, k, row]
     Bs = cuda.shared.array(2 * BK * BN, float32, alignment=ALIGN)   # [buffer, k, column]
     acc = cuda.local.array(TM * TN, float32)
@@ -70,7 +107,9 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
     ty = tid // (BN // TN)
     m0 = cuda.blockIdx.x * BM
     n0 = cuda.blockIdx.y * BN
-    g = cuda.blockIdx.z
+    g = 0 if SPLIT else cuda.blockIdx.z
+    kbeg = cuda.blockIdx.z * kchunk if SPLIT else 0
+    kend = min(K, kbeg + kchunk)
     wbase = g * K * ng
     for i in range(TM * TN):
         acc[i] = float32(0.0)
@@ -91,17 +130,17 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
             abase[l] = bimg * H * W * C + g * cin_g
         else:
             abase[l] = r * K
-        k = ((l * NT + tid) % (BK // VEC)) * VEC
+        k = kbeg + ((l * NT + tid) % (BK // VEC)) * VEC
         tap = k // cin_g
         ach[l] = k - tap * cin_g
         akh[l] = tap // KW
         akw[l] = tap - akh[l] * KW
 
-    ktiles = (K + BK - 1) // BK
+    ktiles = (kend - kbeg + BK - 1) // BK
     for kt in range(ktiles + 1):
         # ---- issue the global loads of tile kt into registers (the last pass only multiplies)
         if kt < ktiles:
-            k0 = kt * BK
+            k0 = kbeg + kt * BK
             for l in range(LA):
                 kk = k0 + ((l * NT + tid) % (BK // VEC)) * VEC
                 base = abase[l]
@@ -109,7 +148,7 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
                     # one bounds test per VEC values: with VEC == 4 they are channels of one pixel
                     ih = aih[l] + akh[l] * dh
                     iw = aiw[l] + akw[l] * dw
-                    ok = base >= 0 and kk < K and ih >= 0 and ih < H and iw >= 0 and iw < W
+                    ok = base >= 0 and kk < kend and ih >= 0 and ih < H and iw >= 0 and iw < W
                     src = base + (ih * W + iw) * C + ach[l]
                     for v in range(VEC):
                         ra[l * VEC + v] = x[uint64(src + v)] if ok else float32(0.0)
@@ -124,13 +163,13 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
                 else:
                     for v in range(VEC):
                         k = kk + v
-                        ra[l * VEC + v] = x[uint64(base + k)] if base >= 0 and k < K else float32(0.0)
+                        ra[l * VEC + v] = x[uint64(base + k)] if base >= 0 and k < kend else float32(0.0)
             for l in range(LB):
                 q = l * NT + tid
                 k = k0 + q // (BN // 4)
                 c = n0 + (q % (BN // 4)) * 4
                 for v in range(4):
-                    rb[l * 4 + v] = w[uint64(wbase + k * ng + c + v)] if k < K and c + v < ng else float32(0.0)
+                    rb[l * 4 + v] = w[uint64(wbase + k * ng + c + v)] if k < kend and c + v < ng else float32(0.0)
         # ---- multiply tile kt - 1, staged in shared buffer (kt - 1) & 1
         if kt > 0:
             aoff = ((kt - 1) & 1) * (BK * BM) + ty * (TM // 2)
@@ -172,4 +211,20 @@ def conv_gemm(x, w, out, M, K, H, W, C, OHW, OW, KW, cin_g, sh, sw, dh, dw, pt, 
                 if c < ng:
                     col = g * ng + c
                     o = r * ldo + col
-                    out[o] = epilogue(acc[i * TN + j], r, col, o, ep)
+                    if SPLIT:
+                        out[uint64(cuda.blockIdx.z * M * ldo + o)] = acc[i * TN + j]
+                    else:
+                        out[o] = epilogue(acc[i * TN + j], r, col, o, ep)
+
+
+def splitk_reduce(ws, out, total, ldo, splits, ep):
+    """out[o] = epilogue(sum over z of ws[z, o]) for the (splits, M, ldo) partial sums of a split-K
+    `conv_gemm`. Grid ceil(total / block), total = M * ldo."""
+    o = cuda.grid(1)
+    if o >= total:
+        return
+    acc = ws[o]
+    for z in range(1, splits):
+        acc += ws[uint64(z * total + o)]
+    r = o // ldo
+    out[o] = epilogue(acc, r, o - r * ldo, o, ep)
