@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,7 @@ def compile(model: Any, weights: str | os.PathLike | None = None, metadata: str 
     # passed: a concurrent compile of the same model, or one that fails, never leaves a partial artifact
     staged = stage_artifact(dest, files, manifest)
     cm = load(staged.path, self_test=False)
+    weakref.finalize(cm, staged.discard)  # a failed compile's staging dir goes with its model
     t1 = time.perf_counter()
     bar.describe("numba: compiling the generated code")
     try:
@@ -209,7 +211,8 @@ def _self_test_data(model: Any, weights: Any, spec: Any, manifest: dict, test_in
                 raise KerasJitError(f"test_input lacks the model input(s) {missing}")
             xs = [np.asarray(test_input[n]) for n in names]
         else:
-            xs = _as_list(test_input) if len(names) > 1 else [np.asarray(test_input)]
+            xs = _as_list(test_input) if len(names) > 1 or isinstance(test_input, (list, tuple)) \
+                else [np.asarray(test_input)]
         if len(xs) != len(names):
             raise KerasJitError(f"test_input holds {len(xs)} array(s); the model takes {len(names)} {names}")
         xs = [np.asarray(x, dtype=i["dtype"]) for x, i in zip(xs, manifest["inputs"])]

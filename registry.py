@@ -79,6 +79,8 @@ def lookup(layer_cfg: dict) -> Registration | None:
     for a Lambda layer also by layer name and (Keras 3) function name."""
     cfg = layer_cfg.get("config") if isinstance(layer_cfg.get("config"), dict) else {}
     keys = [layer_cfg.get("class_name"), layer_cfg.get("registered_name")]
+    # a registered class is "package>Class" in `registered_name` (.keras) or `class_name` (legacy .h5)
+    keys += [k.rsplit(">", 1)[1] for k in keys if isinstance(k, str) and ">" in k]
     if layer_cfg.get("class_name") == "Lambda":
         keys.insert(0, cfg.get("name") or layer_cfg.get("name"))
         fn = cfg.get("function")

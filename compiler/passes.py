@@ -15,6 +15,7 @@ import numpy as np
 from .ir import Graph, Group, Node, Op, Step, freeze
 from .rules import evaluate
 from .verify import verify
+from .passes_seq import fold_gather_matmul
 
 Pass = Callable[[Graph], Graph]
 
@@ -228,6 +229,7 @@ PASSES: list[tuple[str, Pass]] = [
     ("fold_constants", fold_constants),
     ("fold_scale_shift", fold_scale_shift),
     ("fuse_elementwise", fuse_elementwise),
+    ("fold_gather_matmul", fold_gather_matmul),
 ]
 
 

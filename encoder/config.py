@@ -88,15 +88,22 @@ def iter_layers(model: dict) -> Iterator[dict]:
 
 
 def infer_keras_version(model: dict) -> str:
-    """"1" when the config uses names only Keras 1 wrote (`nb_filter`, `output_dim`, `border_mode`,
-    class `Merge`, ...), else "" (unknown). For files that record no version."""
+    """"1" when the config uses names only Keras 1 wrote (`nb_filter`, `output_dim` outside Embedding,
+    `border_mode`, class `Merge`, ...), else "" (unknown). For files that record no version."""
     def keras1(node: Any) -> bool:
         if isinstance(node, dict):
-            if node.get("class_name") in _KERAS1_CLASSES or _KERAS1_KEYS & node.keys():
+            keys = _KERAS1_KEYS & node.keys()
+            if node.get("class_name") in _KERAS1_CLASSES:
+                return True
+            if isinstance(node.get("config"), dict) and node.get("class_name") == "Embedding":
+                return keras1({k: v for k, v in node["config"].items() if k != "output_dim"})
+            if keys:
                 return True
             return any(keras1(v) for v in node.values())
         if isinstance(node, list):
             return any(keras1(v) for v in node)
         return False
 
+    if "module" in model:  # only Keras 3 writes it
+        return ""
     return "1" if keras1(model.get("config")) else ""

@@ -102,6 +102,10 @@ class StagedArtifact:
     dest: Path
     in_cache: bool
 
+    def discard(self) -> None:
+        """Remove the staged directory if it is still there (not published, or never publishable)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
 
 def stage_artifact(dest: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> StagedArtifact:
     """Write `files` and a manifest hashing them into a new private directory beside `dest`, or, when

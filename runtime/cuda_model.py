@@ -7,8 +7,10 @@ into a CUDA graph; later ones replay the graph: one launch for the whole model. 
 inputs in, runs, copies the outputs out and synchronizes once.
 
 Inputs with `__cuda_array_interface__` (CuPy, PyTorch, numba) are copied device to device and the
-outputs are returned as numba device arrays (which have the interface too); numpy inputs give numpy.
-Set KERASJIT_CUDA_GRAPHS=0 to launch kernel by kernel instead of through graphs.
+outputs are returned as `CudaArray`s (device memory with the interface: zero-copy into CuPy, PyTorch
+or numba); numpy inputs give numpy. On a GPU the copies, the graph launch and the synchronisation go
+straight to the driver (cuda.bindings): numba's array API costs tens of microseconds a call, more
+than a small model's whole run. Set KERASJIT_CUDA_GRAPHS=0 to launch kernel by kernel instead.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ KEEP_BATCHES = 4
 
 @dataclass
 class _Batch:
+    """Everything one batch size needs; pointers and byte counts are cached for the driver path."""
+
     n: int
     arena: Any
     ins: list          # flat device buffers, one per input
@@ -42,6 +46,64 @@ class _Batch:
     launches: list     # (configured kernel, args)
     graph: Any = None  # (CUgraph, CUgraphExec) once captured
     finalizer: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.in_ptrs = [_device_ptr(a) for a in self.ins] if not simulated() else []
+        self.out_ptrs = [_device_ptr(a) for a in self.outs] if not simulated() else []
+        self.in_bytes = [a.size * a.dtype.itemsize for a in self.ins]
+        self.out_bytes = [a.size * 4 for a in self.outs]
+
+
+class CudaArray:
+    """A float32 array in device memory, as `predict` returns for device inputs. Pass it to CuPy
+    (`cupy.asarray`), PyTorch (`torch.as_tensor(a, device="cuda")`) or numba (`cuda.as_cuda_array`)
+    without a copy, or call `copy_to_host()`. Its memory is freed when it is garbage collected."""
+
+    def __init__(self, ptr: int, shape: tuple, stream: Any):
+        self.ptr = ptr
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(np.float32)
+        self._stream = stream
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        # no pending work: predict synchronized before returning it
+        return {"shape": self.shape, "typestr": "<f4", "data": (self.ptr, False), "version": 3,
+                "strides": None, "stream": None}
+
+    def copy_to_host(self) -> np.ndarray:
+        from cuda.bindings import driver as drv
+        out = np.empty(self.shape, np.float32)
+        if out.size:
+            _check(drv.cuMemcpyDtoH(out.ctypes.data, self.ptr, out.nbytes))
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self.copy_to_host()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<kerasjit.CudaArray float32{list(self.shape)} at 0x{self.ptr:x}>"
+
+    def __del__(self) -> None:
+        try:
+            from cuda.bindings import driver as drv
+            if self.ptr:
+                drv.cuMemFreeAsync(self.ptr, self._stream)
+        except Exception:  # noqa: BLE001 - at interpreter exit the driver may already be gone
+            pass
+
+
+def _device_ptr(a: Any) -> int:
+    return int(a.__cuda_array_interface__["data"][0])
 
 
 def _is_device_array(a: Any) -> bool:
@@ -89,6 +151,12 @@ class CudaModel(CompiledModel):
         self._lock = threading.Lock()
         self.use_graphs = not simulated() and os.environ.get("KERASJIT_CUDA_GRAPHS", "1") != "0"
         self._stream.synchronize()
+        self._driver = None
+        if not simulated():
+            from cuda.bindings import driver as drv
+            self._driver = drv
+            self._h = drv.CUstream(int(self._stream.handle))
+            (self._event,) = _check(drv.cuEventCreate(drv.CUevent_flags.CU_EVENT_DISABLE_TIMING))
 
     # ------------------------------------------------------------------ buffers and launch lists
     def _batch(self, n: int) -> _Batch:
@@ -142,8 +210,7 @@ class CudaModel(CompiledModel):
     # ------------------------------------------------------------------ running
     def _execute(self, b: _Batch) -> None:
         if b.graph is not None:
-            from cuda.bindings import driver as drv
-            _check(drv.cuGraphLaunch(b.graph[1], self._stream.handle))
+            _check(self._driver.cuGraphLaunch(b.graph[1], self._h))
             return
         for launch, args in b.launches:
             launch(*args)
@@ -192,12 +259,80 @@ class CudaModel(CompiledModel):
             out.append(d)
         return out
 
+    def _cai_inputs(self, x: Any) -> list[tuple[int, tuple, Any]]:
+        """(pointer, shape, producer stream) of each CUDA-array input, checked like numpy inputs."""
+        out = []
+        for name, shape, dtype, a in zip(self.input_names, self.input_shapes, self.input_dtypes,
+                                         self._input_list(x)):
+            cai = getattr(a, "__cuda_array_interface__", None)
+            if cai is None:
+                raise InputError(f"input {name!r}: mix of device and host arrays; pass all inputs one way")
+            shp = tuple(int(d) for d in cai["shape"])
+            want = "(batch, " + ", ".join(str(s) for s in shape[1:]) + ")"
+            if len(shp) != len(shape) or shp[1:] != tuple(shape[1:]):
+                raise InputError(f"input {name!r}: expected shape {want}, got {shp}")
+            if np.dtype(cai["typestr"]) != dtype:
+                raise InputError(f"input {name!r}: device arrays must already be {dtype}, got {np.dtype(cai['typestr'])}")
+            strides = cai.get("strides")
+            if strides is not None and shp and min(shp) > 0:
+                expect = tuple(int(np.prod(shp[i + 1:], dtype=np.int64)) * dtype.itemsize for i in range(len(shp)))
+                if tuple(strides) != expect:
+                    raise InputError(f"input {name!r}: device arrays must be C-contiguous")
+            if out and shp[0] != out[0][1][0]:
+                raise InputError(f"input {name!r}: batch {shp[0]} differs from the first input's {out[0][1][0]}")
+            out.append((int(cai["data"][0]), shp, cai.get("stream")))
+        return out
+
+    def _predict_driver(self, x: Any, on_device: bool) -> Any:
+        """predict through the driver: cached pointers, async copies, one graph launch, one sync."""
+        drv, h = self._driver, self._h
+        xs = self._cai_inputs(x) if on_device else self._normalize(x)
+        n = int(xs[0][1][0] if on_device else xs[0].shape[0])
+        shapes = [(n,) + tuple(s[1:]) for s in self.output_shapes]
+        with self._lock:
+            if n == 0:
+                outs = [CudaArray(0, s, h) if on_device else np.empty(s, np.float32) for s in shapes]
+                return outs[0] if len(outs) == 1 else outs
+            b = self._batch(n)
+            for k, a in enumerate(xs):
+                if on_device:
+                    ptr, _, producer = a
+                    if producer is not None and int(producer) != int(self._stream.handle):
+                        # the producer's pending work first (CUDA array interface v3), without a host wait
+                        _check(drv.cuEventRecord(self._event, drv.CUstream(int(producer))))
+                        _check(drv.cuStreamWaitEvent(h, self._event, 0))
+                    _check(drv.cuMemcpyDtoDAsync(b.in_ptrs[k], ptr, b.in_bytes[k], h))
+                else:
+                    np.copyto(b.host_ins[k], a.reshape(-1))
+                    _check(drv.cuMemcpyHtoDAsync(b.in_ptrs[k], b.host_ins[k].ctypes.data, b.in_bytes[k], h))
+            try:
+                self._execute(b)
+            except Exception as e:  # noqa: BLE001
+                if _is_oom(e):
+                    raise self._oom(n) from e
+                raise
+            outs = []
+            for k, shape in enumerate(shapes):
+                if on_device:
+                    (ptr,) = _check(drv.cuMemAllocAsync(b.out_bytes[k], h))
+                    _check(drv.cuMemcpyDtoDAsync(ptr, b.out_ptrs[k], b.out_bytes[k], h))
+                    outs.append(CudaArray(int(ptr), shape, h))
+                else:
+                    _check(drv.cuMemcpyDtoHAsync(b.host_outs[k].ctypes.data, b.out_ptrs[k], b.out_bytes[k], h))
+            _check(drv.cuStreamSynchronize(h))
+            if not on_device:
+                outs = [np.array(host).reshape(shape) for host, shape in zip(b.host_outs, shapes)]
+        return outs[0] if len(outs) == 1 else outs
+
     def predict(self, x: Any) -> Any:
-        """Run the model on a batch: numpy arrays (numpy out) or CUDA arrays (numba device arrays out),
-        as one array, a list of arrays, or a dict keyed by input layer name. Synchronizes once."""
+        """Run the model on a batch: numpy arrays (numpy out) or CUDA arrays (`CudaArray`s out), as one
+        array, a list of arrays, or a dict keyed by input layer name. Synchronizes once."""
         first = next(iter(x.values())) if isinstance(x, dict) and x else \
             (x[0] if isinstance(x, (list, tuple)) and x and len(self.input_names) > 1 else x)
         on_device = _is_device_array(first)
+        if self._driver is not None:
+            return self._predict_driver(x, on_device)
+        # the simulator: numba's array API (its device arrays have no real pointers)
         xs = self._device_inputs(x) if on_device else self._normalize(x)
         n = int(xs[0].shape[0])
         with self._lock:

@@ -30,7 +30,8 @@ def profile(cm: CompiledModel, x: Any, repeats: int = 5) -> list[dict]:
             if r and k < len(samples):
                 samples[k].append(now - last[0])
             last[0] = now
-        cm._module.run_profiled(cm._blob, arena, n, *xs, *outs, tick)
+        state = [cm._states(n)] if cm.stateful else []  # stateful RNNs' state buffer comes last
+        cm._module.run_profiled(cm._blob, arena, n, *xs, *outs, *state, tick)
     return [{**node, "seconds": float(np.median(s)) if s else 0.0} for node, s in zip(nodes, samples)]
 
 

@@ -3,8 +3,12 @@ resident memory, and the counts each test reports (`-s` shows them; $KERASJIT_RE
 file path, collects them as JSON lines for the closing note of issue 8)."""
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,18 @@ def small_functional(name: str = "fun"):
     h = L.ReLU(name="act")(L.Add(name="add")([a, b]))
     m = k.Model(x, L.Dense(3, name="out")(h), name=name)
     _randomize(m, seed=7)
+    return m
+
+
+def flat_dense(name: str = "flat"):
+    """(5, 4, 3) -> Flatten -> Dense(4, relu) -> Dense(3): a multi-dimensional input that is cheap to
+    compile (the input tests need layouts, not convolutions)."""
+    k = keras()
+    L = k.layers
+    x = k.Input((5, 4, 3), name="img")
+    h = L.Dense(4, activation="relu", name="h")(L.Flatten(name="flatten")(x))
+    m = k.Model(x, L.Dense(3, name="y")(h), name=name)
+    _randomize(m, seed=11)
     return m
 
 
@@ -70,6 +86,19 @@ def save_all(model, d: Path) -> dict[str, tuple[str, ...]]:
     model.save_weights(d / "m.weights.h5")
     return {"keras": (str(d / "m.keras"),), "h5": (str(d / "m.h5"),),
             "json": (str(d / "m.json"), str(d / "m.weights.h5"))}
+
+
+BUILDERS = {"functional": small_functional, "flat": flat_dense, "conv": small_conv, "wide": wide_dense}
+
+
+@functools.lru_cache(maxsize=None)
+def saved(kind: str):
+    """(Keras model, format -> compile arguments) of one of BUILDERS, built and saved once per process,
+    so that test modules compiling it into the session's cache share one artifact."""
+    d = Path(tempfile.mkdtemp(prefix=f"kjrel-{kind}-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    model = BUILDERS[kind]()
+    return model, save_all(model, d)
 
 
 def rss_bytes() -> int:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import kerasjit
-from layer_check import graph_of
 from kerasjit.compiler.interpret import interpret
+from layer_check import graph_of
 from oracle import assert_matches
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras2_layers"

@@ -22,6 +22,7 @@ from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
 from .cpu_seq import SEQ_EMITTERS, scratch_need, state_layout
 
 JIT = "@njit(cache=True, nogil=True, error_model='numpy', boundscheck=False)"
+PART_NODES = 24  # nodes per jitted part of `run` (see CpuCodegen.generate)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class CpuCodegen:
             return self.var[name]
         if name in self.g.params:
             return self.weight(name, self.g.params[name])
+        if name in self.values and name in self.plan.storage:
+            return self.define(name)  # made in an earlier part of `run`: bind it in this one
         raise CompileError(f"value {name!r} used before it is defined")
 
     def weight(self, key: str, array: np.ndarray) -> str:
@@ -157,7 +160,7 @@ class CpuCodegen:
         elif kind == "output":
             expr = f"out{where}"
         elif kind == "alias":
-            expr = f"{self.var[where]}.reshape(({dims},))"
+            expr = f"{self.ref(where)}.reshape(({dims},))"
         else:
             ps = v.per_sample()
             expr = f"arena[n * {where}:n * {where + ps}].reshape(({dims},))"
@@ -169,29 +172,44 @@ class CpuCodegen:
         g = self.g
         ins = [f"in{k}" for k in range(len(g.inputs))]
         outs = [f"out{k}" for k in range(len(g.outputs))]
-        self.body.line(JIT)
         state = ["state"] if self.state_slots else []
-        self.body.line(f"def run(blob, arena, n, {', '.join(ins + outs + state)}):")
+        args = ", ".join(["blob", "arena", "n"] + ins + outs + state)
+        # `run` calls the model in parts of PART_NODES nodes, each its own jitted function: numba's
+        # compile time grows faster than linearly with a function's length (LLVM optimizes one huge
+        # function for many minutes: DenseNet121's ~560 statements), and linearly with their number.
+        parts = [g.nodes[i:i + PART_NODES] for i in range(0, len(g.nodes), PART_NODES)] or [()]
+        idx = -1
+        for k, part in enumerate(parts):
+            self.var = {}  # every part binds the values it uses to their storage anew
+            self.body.line(JIT)
+            self.body.line(f"def _run{k}({args}):")
+            with self.body.indent():
+                for node in part:
+                    idx += 1
+                    if idx:
+                        self.line(f"#@tick {idx - 1}")
+                    self.line(f"# {node.op.label} {node.layer}")
+                    out = self.define(node.out.name)
+                    emit = EMITTERS.get(node.op)
+                    if emit is None:
+                        raise CompileError(f"the CPU backend has no emitter for {node.op.label} (layer {node.layer!r})")
+                    try:
+                        emit(self, node, out)
+                    except CompileError:
+                        raise
+                    except Exception as e:
+                        raise CompileError(f"while generating code for {node}: {type(e).__name__}: {e}") from e
+                if k == len(parts) - 1:
+                    for j, name in self.plan.output_copies:
+                        self.line(f"out{j}[:] = {self.ref(name)}.reshape(out{j}.shape)")
+                    self.line(f"#@tick {len(g.nodes) - 1}")
+                self.line("return 0")
+            self.body.line("")
+        self.body.line(JIT)
+        self.body.line(f"def run({args}):")
         with self.body.indent():
-            for v in g.inputs:
-                self.define(v.name)
-            for idx, node in enumerate(g.nodes):
-                if idx:
-                    self.line(f"#@tick {idx - 1}")
-                self.line(f"# {node.op.label} {node.layer}")
-                out = self.define(node.out.name)
-                emit = EMITTERS.get(node.op)
-                if emit is None:
-                    raise CompileError(f"the CPU backend has no emitter for {node.op.label} (layer {node.layer!r})")
-                try:
-                    emit(self, node, out)
-                except CompileError:
-                    raise
-                except Exception as e:
-                    raise CompileError(f"while generating code for {node}: {type(e).__name__}: {e}") from e
-            for k, name in self.plan.output_copies:
-                self.line(f"out{k}[:] = {self.ref(name)}.reshape(out{k}.shape)")
-            self.line(f"#@tick {len(g.nodes) - 1}")
+            for k in range(len(parts)):
+                self.line(f"_run{k}({args})")
             self.line("return 0")
         head = ["import math", "import numpy as np", "from numba import njit, prange",
                 "from kerasjit.kernels.cpu import gemm as _gemm",
@@ -206,15 +224,17 @@ class CpuCodegen:
 
 
 def _profiled_twin(run_source: str) -> str:
-    """`run_profiled(..., tick)`: the same body as plain Python calling the same jitted kernels, with
+    """`run_profiled(..., tick)`: the same code as plain Python calling the same jitted kernels, with
     `tick(k)` after node k, so a profiler can time every node. Never used on the fast path."""
     lines = []
     for ln in run_source.splitlines():
         stripped = ln.strip()
         if stripped == JIT:
             continue
-        if stripped.startswith("def run("):
-            ln = ln.replace("def run(", "def run_profiled(").replace("):", ", tick):")
+        if stripped.startswith("def run(") or stripped.startswith("def _run"):
+            ln = ln.replace("(", "_profiled(", 1).replace("):", ", tick):")
+        elif stripped.startswith("_run"):  # run's call of one of its parts
+            ln = ln.replace("(", "_profiled(", 1)[:-1] + ", tick)"
         elif stripped.startswith("#@tick "):
             ln = ln.replace("#@tick ", "tick(") + ")"
         lines.append(ln)

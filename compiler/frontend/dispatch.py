@@ -30,7 +30,9 @@ def rule_for(layer_cfg: dict) -> Rule | None:
     if reg is not None:
         return lambda call, xs: lower_registered(reg, call, xs)
     cls = layer_cfg.get("class_name")
-    if is_op_node(layer_cfg):
+    # (a legacy .h5 config of a layer whose get_config omits `trainable`, the SpatialDropouts, looks
+    # like an operation's: a class with a layer rule and no operation rule is that layer)
+    if is_op_node(layer_cfg) and (cls in OPS3 or cls not in LAYERS):
         return lower_op_node if cls in OPS3 else None
     if cls in TF_OP_LAYERS:
         return lower_tf_op if tf_rule(layer_cfg) is not None else None

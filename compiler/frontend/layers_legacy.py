@@ -57,8 +57,10 @@ def lower_merge(call: LayerCall, xs: list[str]) -> list[str]:
             return [dot]
         # batch_dot / max(sqrt(batch_dot(x, x) * batch_dot(y, y)), epsilon); Keras 2.0 then adds a unit
         # axis its declared output shape does not have: the declared shape is kept, as later layers use it
-        norm = call.add(Op.MUL, [batch_dot(call, x, x, tuple(axes[:1] * 2)), batch_dot(call, y, y, tuple(axes[1:] * 2))])
-        norm = call.add(Op.MAXIMUM, [call.add(Op.POW, [norm], {"exponent": 0.5}), const(call, "epsilon", KERAS_EPSILON)])
+        xx = batch_dot(call, x, x, (axes[0], axes[0]))
+        yy = batch_dot(call, y, y, (axes[1], axes[1]))
+        norm = call.add(Op.POW, [call.add(Op.MUL, [xx, yy])], {"exponent": 0.5})
+        norm = call.add(Op.MAXIMUM, [norm, const(call, "epsilon", KERAS_EPSILON)])
         return [call.add(Op.DIV, [dot, norm])]
     raise call.unsupported(f"merge mode {mode!r}")
 

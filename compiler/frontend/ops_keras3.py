@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..ir import Op
 from .context import LayerCall
 from .op_args import call_arguments, output_names
 from .tensor_ops import Ops
@@ -95,9 +94,12 @@ def _identity(ops: Ops, p: dict):
 
 @op("ZerosLike", "OnesLike")
 def _zeros_like(ops: Ops, p: dict):
-    # SELECT(0, x) is 0 for every x, NaN and inf included (x * 0 is not)
-    zeros = ops.emit(Op.SELECT, [0.0, p["x"]])
-    return zeros if ops.call.class_name == "ZerosLike" else ops.add(zeros, 1.0)
+    return ops.full_like(p["x"], 0.0 if ops.call.class_name == "ZerosLike" else 1.0)
+
+
+@op("FullLike", params=("x", "fill_value"))
+def _full_like(ops: Ops, p: dict):
+    return ops.add(ops.zeros_like(p["x"]), p["fill_value"])
 
 
 @op("Where", params=("condition", "x1", "x2"))

@@ -82,15 +82,21 @@ for _name, _fn in {
 for _name, _fn in {
     "abs": "abs", "negative": "negative", "sqrt": "sqrt", "rsqrt": "rsqrt", "square": "square", "exp": "exp",
     "log": "log", "log1p": "log1p", "expm1": "expm1", "sign": "sign", "floor": "floor", "ceil": "ceil",
-    "reciprocal": "reciprocal", "logical_not": "logical_not", "sigmoid": "sigmoid", "tanh": "tanh",
-    "softplus": "softplus", "softsign": "softsign",
+    "reciprocal": "reciprocal", "logical_not": "logical_not",
 }.items():
     tf_op(_name)(lambda ops, p, _fn=_fn: getattr(ops, _fn)(p["x"]))
+for _name in ("sigmoid", "tanh", "softplus", "softsign"):
+    tf_op(_name)(lambda ops, p, _name=_name: ops.activation(_name, p["x"]))
 
 
 @tf_op("identity", first="input")
 def _identity(ops: Ops, p: dict):
     return p["input"]
+
+
+@tf_op("zeros_like", "ones_like", first="input")
+def _zeros_like(ops: Ops, p: dict):
+    return ops.full_like(p["input"], 0.0 if ops.call.config.get("function") == "zeros_like" else 1.0)
 
 
 @tf_op("squared_difference")

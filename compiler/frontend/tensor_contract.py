@@ -83,7 +83,7 @@ class ContractionOps:
             alone = [i for i, c in enumerate(term) if c not in others]
             if alone:
                 ts[k] = self.sum(t, alone)
-                terms[k] = "".join(c for c in term if c not in others)
+                terms[k] = "".join(c for c in term if c in others)
         if len(ts) == 1:
             return self._arrange(ts[0], terms[0], out)
         return self._contract(ts[0], terms[0], ts[1], terms[1], out, subscripts)

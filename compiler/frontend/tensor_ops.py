@@ -294,6 +294,14 @@ class Ops(LayoutOps, ContractionOps):
         raise self.unsupported(f"power of a tensor {x.shape} to a non-scalar exponent {p.shape} "
                                f"(kerasjit takes a constant scalar exponent, or a positive scalar base)")
 
+    def full_like(self, x: TensorLike, value: float) -> Tensor:
+        # SELECT(0, x) is 0 for every x, NaN and inf included (x * 0 is not)
+        zeros = self._binary(Op.SELECT, 0.0, x)
+        return zeros if float(value) == 0.0 else self.add(zeros, float(value))
+
+    def zeros_like(self, x): return self.full_like(x, 0.0)
+    def ones_like(self, x): return self.full_like(x, 1.0)
+
     def clip(self, x: TensorLike, lo: TensorLike, hi: TensorLike) -> Tensor:
         """minimum(maximum(x, lo), hi), as jnp.clip and tf.clip_by_value."""
         y = x if lo is None else self.maximum(x, lo)

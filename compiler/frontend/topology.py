@@ -195,6 +195,7 @@ class _Lowering:
             # Keras autocasts integer inputs of float layers to float32
             xs = [self._as_float(x, path) for x in xs]
             kw_values = {k: [self._as_float(v, path) for v in vs] for k, vs in (kw_values or {}).items()}
+            mask = None if mask is None else [None if m is None else self._as_float(m, path) for m in mask]
         rule = rule_for(lc)
         input_masks = [self.masks.get(x) for x in xs]
         call = LayerCall(self.b, self.spec, cls, lc.get("config", {}), path, node.kwargs,

@@ -1,0 +1,241 @@
+"""Sequence layers against Keras 3 (JAX backend) in all three file formats (layer_check: `.keras`
+compiled, `.h5` and JSON + weights lowered to the same graph and interpreted): recurrent layers and
+their options, masks from Masking, Embedding and tensors, wrappers, embeddings and attention, stateful
+RNNs, and a recurrent model written by tf.keras 2. Many options share one model: each model costs a
+numba compile."""
+import numpy as np
+import pytest
+
+import kerasjit
+from layer_check import check_all_formats
+from oracle import assert_matches, keras, keras_predict, save
+from seq_util import floats, padded, randomize, tokens
+
+
+# ---------------------------------------------------------------------------------------------- recurrent
+def rnn_zoo():
+    """SimpleRNN, LSTM and GRU with their options: return_sequences/state, go_backwards, unroll, initial
+    states as inputs, use_bias, reset_after both ways, dropout (ignored), and many activations."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 3), name="seq")
+    h0, c0 = k.Input((4,), name="h0"), k.Input((4,), name="c0")
+    a, ah, ac = L.LSTM(4, return_sequences=True, return_state=True, go_backwards=True, dropout=0.3,
+                       recurrent_dropout=0.2, name="lstm_bwd")(seq, initial_state=[h0, c0])
+    b = L.GRU(3, reset_after=False, activation="relu", recurrent_activation="hard_sigmoid", name="gru_v1")(seq)
+    c, cs = L.SimpleRNN(5, return_state=True, unroll=True, activation="elu", use_bias=False, name="srnn")(seq)
+    d = L.GRU(3, return_sequences=True, go_backwards=True, unroll=True, name="gru_unrolled")(a)
+    e = L.LSTM(2, activation="softsign", recurrent_activation="tanh", unit_forget_bias=False, name="lstm_act")(d)
+    f = L.GRU(3, reset_after=False, use_bias=False, go_backwards=True, return_sequences=True, name="gru_nobias")(seq)
+    acts = [("selu", "softplus"), ("swish", "relu6"), ("gelu", "hard_silu"), ("linear", "exponential"),
+            ("leaky_relu", "mish"), ("celu", "hard_tanh")]
+    more = [L.SimpleRNN(2, activation=a1, name=f"srnn_{a1}")(seq) for a1, _ in acts]
+    more += [L.GRU(2, activation="tanh", recurrent_activation=a2, name=f"gru_{a2}")(seq) for _, a2 in acts]
+    return k.Model([seq, h0, c0], [a, ah, ac, b, c, cs, d, e, f] + more, name="rnn_zoo")
+
+
+def cells_zoo():
+    """`RNN` over single cells and StackedRNNCells (states of every cell returned), masked by Masking."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((7, 3), name="seq")
+    x = L.Masking(mask_value=-1.0, name="pad")(seq)
+    s = L.RNN([L.LSTMCell(4), L.GRUCell(3, reset_after=False), L.SimpleRNNCell(2), L.LSTMCell(3)],
+              return_sequences=True, return_state=True, name="stacked")(x)
+    r = L.RNN(L.GRUCell(3), go_backwards=True, name="rnn_gru")(s[0])
+    u = L.RNN([L.SimpleRNNCell(3), L.GRUCell(2)], unroll=True, return_sequences=True, name="stacked_unrolled")(x)
+    return k.Model(seq, k.tree.flatten(s) + [r, u], name="cells_zoo")
+
+
+def bidirectional_zoo():
+    """Bidirectional in every merge mode, with a backward_layer, states, initial states and a mask."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((5, 3), name="seq")
+    ids = k.Input((5,), dtype="int32", name="ids")
+    outs = [L.Bidirectional(L.LSTM(3, return_sequences=True), merge_mode=m, name=f"bi_{m}")(seq)
+            for m in ("concat", "sum", "mul", "ave")]
+    outs += list(L.Bidirectional(L.GRU(2), merge_mode=None, name="bi_none")(seq))
+    outs.append(L.Bidirectional(
+        L.SimpleRNN(3, return_sequences=True),
+        backward_layer=L.SimpleRNN(3, return_sequences=True, go_backwards=True, activation="relu", name="my_back"),
+        name="bi_custom")(seq))
+    outs += list(L.Bidirectional(L.LSTM(2, return_state=True), name="bi_state")(seq))
+    h = [L.Dense(2, name=f"init_{i}")(L.Flatten()(seq)) for i in range(2)]
+    outs.append(L.Bidirectional(L.GRU(2, return_sequences=True), name="bi_init")(seq, initial_state=h))
+    emb = L.Embedding(10, 4, mask_zero=True, name="emb")(ids)
+    outs.append(L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi_masked_seq")(emb))
+    outs.append(L.Bidirectional(L.GRU(3, unroll=True), merge_mode="sum", name="bi_masked_last")(emb))
+    return k.Model([seq, ids], outs, name="bidirectional_zoo")
+
+
+def mask_zoo():
+    """Masks from Embedding(mask_zero) and Masking through Dense, TimeDistributed and merges, consumed by
+    RNNs (masked steps keep the state and repeat the output), GlobalAveragePooling1D and attention; and
+    a boolean mask tensor passed explicitly."""
+    k = keras()
+    L = k.layers
+    ids = k.Input((8,), dtype="int32", name="ids")
+    seq = k.Input((8, 3), name="seq")
+    keep = k.Input((8,), dtype="bool", name="keep")
+    e = L.Embedding(12, 4, mask_zero=True, name="emb")(ids)
+    d = L.Dense(4, activation="tanh", name="dense")(e)
+    a = L.LSTM(3, return_sequences=True, name="lstm_seq")(d)
+    b = L.GRU(3, name="gru_last")(a)
+    z = L.SimpleRNN(3, zero_output_for_mask=True, return_sequences=True, name="srnn_zero")(e)
+    u = L.LSTM(2, unroll=True, return_sequences=True, name="lstm_unrolled")(e)
+    t = L.TimeDistributed(L.Dense(2), name="td")(a)
+    g = L.GlobalAveragePooling1D(name="gap")(t)
+    m = L.Masking(mask_value=0.0, name="masking")(seq)
+    cat = L.Concatenate(name="cat")([m, L.Dense(4, name="proj")(e)])
+    c = L.GRU(2, name="gru_cat")(cat)
+    s = L.Add(name="add")([L.Dense(3, name="p1")(m), L.Dense(3, name="p2")(e)])
+    sg = L.GlobalAveragePooling1D(name="gap_add")(s)
+    att = L.Attention(name="att")([d, e])
+    x = L.LSTM(3, name="lstm_explicit")(seq, mask=keep)
+    return k.Model([ids, seq, keep], [a, b, z, u, t, g, c, sg, att, x], name="mask_zoo")
+
+
+def mask_inputs(b):
+    x = padded(floats((b, 8, 3), seed=b)[0], [8 - (i * 3) % 8 for i in range(b)])
+    keep = np.ones((b, 8), bool)
+    keep[:, -2:] = False
+    return [tokens(b, 8, 12), x, keep]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def embedding_zoo():
+    """Embeddings of integer inputs of several dtypes and of float inputs, and CategoryEncoding."""
+    k = keras()
+    L = k.layers
+    i32 = k.Input((5,), dtype="int32", name="i32")
+    i64 = k.Input((5,), dtype="int64", name="i64")
+    u8 = k.Input((5,), dtype="uint8", name="u8")
+    f32 = k.Input((5,), name="f32")
+    outs = [L.Embedding(9, 3, name=f"emb_{n}", mask_zero=(n == "u8"))(x)
+            for n, x in (("i32", i32), ("i64", i64), ("u8", u8), ("f32", f32))]
+    outs.append(L.GRU(2, name="gru_u8")(outs[2]))
+    outs += [L.CategoryEncoding(9, output_mode=m, name=f"cat_{m}")(i32) for m in ("multi_hot", "count")]
+    outs.append(L.CategoryEncoding(9, output_mode="one_hot", name="cat_one_hot")(u8))
+    outs.append(L.Dense(2, name="dense_of_ints")(i64))
+    return k.Model([i32, i64, u8, f32], outs, name="embedding_zoo")
+
+
+def embedding_inputs(b):
+    x = tokens(b, 5, 9, seed=b)
+    return [x, (x.astype(np.int64) + 1) % 9, x.astype(np.uint8), x.astype(np.float32)]
+
+
+# ---------------------------------------------------------------------------------------------- wrappers
+def time_distributed_zoo():
+    """TimeDistributed around Dense, Conv2D and a nested model; ConvLSTM2D with its options."""
+    k = keras()
+    L = k.layers
+    fi = k.Input((6, 6, 2))
+    frame = k.Model(fi, L.Dense(3, name="frame_dense")(L.Flatten()(L.Conv2D(2, 3, name="frame_conv")(fi))),
+                    name="frame_model")
+    clip = k.Input((3, 6, 6, 2), name="clip")
+    a = L.TimeDistributed(L.Conv2D(4, 3, padding="same"), name="td_conv")(clip)
+    b = L.TimeDistributed(frame, name="td_model")(clip)
+    c = L.TimeDistributed(L.Dense(5), name="td_dense")(clip)
+    d = L.ConvLSTM2D(3, 3, padding="same", return_sequences=True, name="clstm")(clip)
+    e = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), go_backwards=True, return_state=True, name="clstm_state")(d)
+    return k.Model(clip, [a, b, c, d] + list(e), name="time_distributed_zoo")
+
+
+def attention_zoo():
+    """Attention (dot and concat scores, scale, causal), AdditiveAttention, MultiHeadAttention (attention
+    mask, causal mask, value_dim and output_shape, both of Keras's code paths) and EinsumDense."""
+    k = keras()
+    L = k.layers
+    q, v = k.Input((5, 8), name="q"), k.Input((6, 8), name="v")
+    am = k.Input((5, 6), name="attention_mask")
+    outs = [L.Attention(name="att")([q, v]),
+            L.Attention(use_scale=True, score_mode="concat", name="att_concat")([q, v, v], use_causal_mask=True),
+            L.AdditiveAttention(name="add_att")([q, v]),
+            L.AdditiveAttention(use_scale=False, name="add_att_noscale")([q, v, v]),
+            L.MultiHeadAttention(2, 4, name="mha")(q, v, attention_mask=am),
+            # dropout > 0 takes Keras's explicit-scores path (inference ignores the dropout itself)
+            L.MultiHeadAttention(3, 2, value_dim=3, dropout=0.1, output_shape=(2, 3), name="mha_shapes")(
+                q, q, use_causal_mask=True),
+            L.MultiHeadAttention(2, 3, use_bias=False, name="mha_key")(q, v, key=v, use_causal_mask=True),
+            L.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de", activation="relu",
+                          name="einsum_3d")(q),
+            L.EinsumDense("...b,bc->...c", output_shape=4, bias_axes="c", name="einsum_ellipsis")(q)]
+    return k.Model([q, v, am], outs, name="attention_zoo")
+
+
+def attention_inputs(b):
+    q, v = floats((b, 5, 8), (b, 6, 8), seed=b)
+    am = (np.random.default_rng(b).random((b, 5, 6)) > 0.3).astype(np.float32)
+    am[:, :, 0] = 1
+    return [q, v, am]
+
+
+ZOOS = {
+    "rnn": (rnn_zoo, lambda b: floats((b, 6, 3), (b, 4), (b, 4), seed=b)),
+    "cells": (cells_zoo, lambda b: [padded(floats((b, 7, 3), seed=b)[0], [7 - (i * 2) % 7 for i in range(b)], -1.0)]),
+    "bidirectional": (bidirectional_zoo, lambda b: floats((b, 5, 3), seed=b) + [tokens(b, 5, 10)]),
+    "mask": (mask_zoo, mask_inputs),
+    "embedding": (embedding_zoo, embedding_inputs),
+    "time_distributed": (time_distributed_zoo, lambda b: floats((b, 3, 6, 6, 2), seed=b)),
+    "attention": (attention_zoo, attention_inputs),
+}
+
+
+@pytest.mark.parametrize("name", list(ZOOS))
+def test_sequence_layers(name, tmp_path, cache_dir):
+    build, inputs = ZOOS[name]
+    model = randomize(build())
+    check_all_formats(model, tmp_path, cache_dir, batches=(1, 3), inputs=inputs)
+
+
+# ---------------------------------------------------------------------------------------------- state
+def test_stateful_rnns_keep_state_across_calls(tmp_path, cache_dir):
+    """stateful=True: states carry over from one predict to the next until reset_states(), as in Keras;
+    the batch is the one the states were made for."""
+    k = keras()
+    L = k.layers
+    seq = k.Input(batch_shape=(2, 5, 3), name="seq")
+    a = L.LSTM(4, stateful=True, return_sequences=True, name="lstm")(seq)
+    b = L.GRU(3, stateful=True, name="gru")(a)
+    c = L.Bidirectional(L.SimpleRNN(2, stateful=True), name="bi")(seq)
+    model = randomize(k.Model(seq, [b, c], name="stateful"))
+    xs = floats((2, 5, 3), (2, 5, 3), (2, 5, 3), seed=4)
+
+    def reset_keras():
+        for layer in model.layers:
+            if getattr(layer, "stateful", False):
+                layer.reset_state()
+    for fmt in ("keras", "h5"):
+        cm = kerasjit.compile(*save(model, tmp_path / fmt, fmt), cache_dir=cache_dir)
+        assert cm.stateful
+        reset_keras()
+        for i, x in enumerate(xs):
+            if i == 2:
+                reset_keras()
+                cm.reset_states()
+            assert_matches(cm.predict(x), keras_predict(model, x), f"stateful [{fmt}] call {i}")
+        with pytest.raises(kerasjit.errors.InputError, match="stateful"):
+            cm.predict(xs[0][:1])
+        cm.reset_states()
+        assert cm.predict(xs[0][:1])[0].shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------------------------- Keras 2
+def test_keras2_recurrent_model(cache_dir):
+    """An LSTM and a Bidirectional GRU written by tf.keras 2.21 (GRU reset_after, weights named
+    "bigru/forward_gru/gru_cell/kernel:0"), against tf.keras's own outputs: the full .h5 compiled, the
+    other files lowered to its graph and interpreted."""
+    from pathlib import Path
+    from kerasjit.compiler.interpret import interpret
+    from layer_check import graph_of
+    fixtures = Path(__file__).parent / "fixtures" / "keras2"
+    ref = np.load(fixtures / "rnn.npz")
+    cm = kerasjit.compile(fixtures / "rnn.h5", cache_dir=cache_dir, self_test=False)
+    assert_matches(cm.predict(ref["x"]), [ref["y"]], "keras2 rnn [h5]")
+    base = graph_of((fixtures / "rnn.h5",))
+    for files in (("rnn.json", "rnn_weights.h5"), ("rnn.keras",)):
+        g = graph_of(tuple(fixtures / f for f in files))
+        assert str(g) == str(base), files
+        assert_matches(interpret(g, [ref["x"]]), [ref["y"]], f"keras2 rnn {files} [interpreted]")
