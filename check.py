@@ -84,7 +84,11 @@ class CheckReport:
 def keras_layer_outputs(kmodel: Any, xs: Sequence[np.ndarray]) -> list[tuple[str, str, list[np.ndarray]]]:
     """(layer path, class name, outputs) of every layer call of a functional or Sequential Keras model,
     nested models entered, in execution (topological) order."""
-    from keras.src.models.functional import operation_fn as with_call_context
+    try:  # Keras's own wrapper passes `training` only to layers whose call takes it
+        from keras.src.models.functional import operation_fn as with_call_context
+    except ImportError:  # another Keras 3 release: call the layer as it is (inference is its default)
+        def with_call_context(op: Any, training: bool = False) -> Any:
+            return op
     records: list[tuple[str, str, list[np.ndarray]]] = []
 
     def run(model: Any, inputs: list, prefix: str) -> Any:

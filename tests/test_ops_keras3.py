@@ -43,7 +43,8 @@ def numpy_zoo():
     e = ops.squeeze(ops.expand_dims(r, 2), axis=2)
     parts = ops.split(e, 2, axis=-1)                                     # 2 x (N, 3, 4)
     st = ops.stack(parts, axis=1)                                        # (N, 2, 3, 4)
-    taken = ops.take(elementwise, [3, 0, 1, 1], axis=1) + ops.take(elementwise, [[0], [2], [4], [5], [5], [1]], axis=2)[..., 0]
+    taken = ops.take(elementwise, [3, 0, 1, 1], axis=1) \
+        + ops.take(elementwise, [[0], [2], [4], [5], [5], [1]], axis=2)[..., 0]
     sl = [elementwise[:, -1, :], elementwise[:, ::2, None, 1:-1], elementwise[..., 0], st[:, 1:, ..., ::-2],
           elementwise[:, 3:0:-2, -2::-3], ops.flip(h, axis=1)[:, 0]]
     cat = ops.concatenate([parts[1], taken[:, :3, :4]], axis=-1)         # (N, 3, 8)

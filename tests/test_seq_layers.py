@@ -29,8 +29,7 @@ def rnn_zoo():
     f = L.GRU(3, reset_after=False, use_bias=False, go_backwards=True, return_sequences=True, name="gru_nobias")(seq)
     acts = [("selu", "softplus"), ("swish", "relu6"), ("gelu", "hard_silu"), ("linear", "exponential"),
             ("leaky_relu", "mish"), ("celu", "hard_tanh")]
-    more = [L.SimpleRNN(2, activation=a1, name=f"srnn_{a1}")(seq) for a1, _ in acts]
-    more += [L.GRU(2, activation="tanh", recurrent_activation=a2, name=f"gru_{a2}")(seq) for _, a2 in acts]
+    more = [L.GRU(2, activation=a1, recurrent_activation=a2, name=f"gru_{a1}_{a2}")(seq) for a1, a2 in acts]
     return k.Model([seq, h0, c0], [a, ah, ac, b, c, cs, d, e, f] + more, name="rnn_zoo")
 
 

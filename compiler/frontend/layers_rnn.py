@@ -1,5 +1,4 @@
-"""Recurrent layers: SimpleRNN, LSTM and GRU, `RNN` over their cells and StackedRNNCells, the Keras 2
-CuDNNLSTM/CuDNNGRU, and ConvLSTM2D.
+"""Recurrent layers: SimpleRNN, LSTM and GRU, `RNN` over their cells and StackedRNNCells, and ConvLSTM2D.
 
 Each cell becomes two nodes: the input projection of every timestep at once (a MATMUL, or a CONV for
 ConvLSTM2D, with the input bias) and an RNN node, the loop over time with the gates fused (see
@@ -26,9 +25,9 @@ from .primitives import slice_axis
 from .sublayers import check_all_used, inner_call, layer_name, recorded, select
 
 CELL_KINDS = {"SimpleRNN": "simple", "SimpleRNNCell": "simple", "LSTM": "lstm", "LSTMCell": "lstm",
-              "CuDNNLSTM": "lstm", "GRU": "gru", "GRUCell": "gru", "CuDNNGRU": "gru", "ConvLSTM2D": "convlstm"}
+              "GRU": "gru", "GRUCell": "gru", "ConvLSTM2D": "convlstm"}
 #: the layer classes that are an RNN over one cell, whose config holds the cell's options
-RNN_LAYERS = {"SimpleRNN", "LSTM", "GRU", "CuDNNLSTM", "CuDNNGRU", "ConvLSTM2D", "RNN"}
+RNN_LAYERS = {"SimpleRNN", "LSTM", "GRU", "ConvLSTM2D", "RNN"}
 
 
 def activation_program(call: LayerCall, act: Any) -> tuple:
@@ -84,21 +83,18 @@ def make_cell(call: LayerCall, cls: str, in_features: int) -> Cell:
         raise call.unsupported(f"recurrent cell class {cls!r}")
     units = int(call.get("filters" if kind == "convlstm" else "units", None, "output_dim"))
     g = GATES[kind]
-    cudnn = cls.startswith("CuDNN")
-    act = "tanh" if cudnn else call.get("activation", "tanh")
-    ract = "sigmoid" if cudnn else call.get("recurrent_activation", "sigmoid", "inner_activation")
-    use_bias = True if cudnn else call.get("use_bias", True)
-    # a GRU config without reset_after comes from Keras 2.0/2.1, where it was False; CuDNNGRU is reset_after
-    reset_after = kind == "gru" and (cudnn or bool(call.get("reset_after", False)))
+    act = call.get("activation", "tanh")
+    ract = call.get("recurrent_activation", "sigmoid", "inner_activation")
+    use_bias = call.get("use_bias", True)
+    # a GRU config without reset_after comes from Keras 2.0/2.1, where it was False
+    reset_after = kind == "gru" and bool(call.get("reset_after", False))
     if kind == "convlstm":
         ks = tuple(int(k) for k in call.get("kernel_size"))
         shapes = [("kernel", ks + (in_features, g * units)), ("recurrent_kernel", ks + (units, g * units))]
     else:
         shapes = [("kernel", (in_features, g * units)), ("recurrent_kernel", (units, g * units))]
     if use_bias:
-        if cudnn:
-            shapes.append(("bias", (2 * g * units,)))
-        elif reset_after:
+        if reset_after:
             shapes.append(("bias", (2, g * units)))
         else:
             shapes.append(("bias", (g * units,)))
@@ -106,9 +102,7 @@ def make_cell(call: LayerCall, cls: str, in_features: int) -> Cell:
     bias = rbias = None
     if use_bias:
         b = ws[2].reshape(-1)
-        if cudnn and kind == "lstm":  # CuDNN keeps an input and a recurrent bias, which simply add
-            bias = b[:g * units] + b[g * units:]
-        elif reset_after:
+        if reset_after:
             bias, rbias = b[:g * units], b[g * units:]
         else:
             bias = b
@@ -275,7 +269,7 @@ def _walk_name(cfgs: list[dict], k: int) -> str:
     return base if n == 0 else f"{base}_{n}"
 
 
-@layer("SimpleRNN", "LSTM", "GRU", "RNN", "CuDNNLSTM", "CuDNNGRU")
+@layer("SimpleRNN", "LSTM", "GRU", "RNN")
 def lower_rnn(call: LayerCall, xs: list[str]) -> list[str]:
     x = xs[0]
     if len(call.shape(x)) != 3:

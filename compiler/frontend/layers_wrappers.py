@@ -94,6 +94,9 @@ def lower_bidirectional(call: LayerCall, xs: list[str]) -> list[str]:
 _PER_FEATURE = {"Dense", "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "GaussianNoise", "GaussianDropout",
                 "AlphaDropout", "Identity", "ActivityRegularization"}
 _LAST_AXIS = {"BatchNormalization", "LayerNormalization", "Softmax"}
+#: wrapped layers whose call takes a mask
+_READS_MASK = RNN_LAYERS | {"Bidirectional", "TimeDistributed", "GlobalAveragePooling1D", "GlobalAvgPool1D",
+                            "Attention", "AdditiveAttention", "MultiHeadAttention", "Softmax"}
 
 
 def _per_feature(cfg: dict, frame_rank: int) -> bool:
@@ -146,6 +149,8 @@ def lower_time_distributed(call: LayerCall, xs: list[str]) -> list[str]:
     inner = call.get("layer")
     cls = inner.get("class_name")
     steps, frame = shape[1], tuple(shape[2:])
+    if call.mask and cls in _READS_MASK:
+        raise call.unsupported(f"a mask passed on to a wrapped {cls} (Keras hands it each timestep's mask)")
     if is_model(inner):
         weights = select(call, "layer", set()) if is_vars_layout(recorded(call)[0]) else recorded(call)
         check_all_used(call, len(weights[0]))

@@ -125,16 +125,21 @@ class ContractionOps:
         lead = [size(a, ta, c) for c in batch[1:]]
         m, k, p = dims(a, ta, free_a), dims(a, ta, contracted), dims(b, tb, free_b)
         x = self.reshape(self.transpose(a, [ta.index(c) for c in batch + free_a + contracted]), [-1, *lead, m, k])
-        y = self.reshape(self.transpose(b, [tb.index(c) for c in batch + free_b + contracted]), [-1, *lead, p, k])
-        z = self.emit(Op.BMM, [x, y], {"transpose_b": True})
+        # b as (.., P, K) when it is laid out so (attention's q @ k^T), else as (.., K, P): no copy either way
+        transpose_b = list(tb) == batch + free_b + contracted
+        order = batch + free_b + contracted if transpose_b else batch + contracted + free_b
+        y = self.reshape(self.transpose(b, [tb.index(c) for c in order]),
+                         [-1, *lead] + ([p, k] if transpose_b else [k, p]))
+        z = self.emit(Op.BMM, [x, y], {"transpose_b": transpose_b})
         z = self.reshape(z, [-1, *lead] + [size(a, ta, c) for c in free_a] + [size(b, tb, c) for c in free_b])
         return self._arrange(z, "".join(batch + free_a + free_b), out)
 
-    def _broadcast_letters(self, x: "Tensor", term: str, batch: list[str], other: "Tensor", other_term: str) -> "Tensor":
+    def _broadcast_letters(self, x: "Tensor", term: str, batch: list[str], other: "Tensor",
+                           other_term: str) -> "Tensor":
         """`x` with its unit batch-letter axes repeated to the other operand's size (numpy broadcasting
         of a shared, kept letter), by a multiply with ones."""
-        target = [other.shape[other_term.index(c)] if c in batch and x.shape[i] == 1 and c != term[0] else x.shape[i]
-                  for i, c in enumerate(term)]
+        target = [other.shape[other_term.index(c)] if c in batch and x.shape[i] == 1 and c != term[0]
+                  else x.shape[i] for i, c in enumerate(term)]
         if target == list(x.shape):
             return x
         return self.multiply(x, np.ones(target[1:], np.float32))

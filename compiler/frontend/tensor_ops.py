@@ -377,6 +377,15 @@ class Ops(LayoutOps, ContractionOps):
             p["axis"] = self.axes(x, p["axis"])[0]
         return self._via(rule, x, **p)
 
+    def __getattr__(self, name: str):
+        # every activation under its keras.ops name: ops.selu(x), ops.celu(x, 0.5), ops.glu(x, axis=1)
+        if name in ACTIVATIONS:
+            def act(x: TensorLike, *args: Any, **params: Any) -> Tensor:
+                keys = list(_PARAM_ACTIVATIONS.get(name, (None, {}))[1])
+                return self.activation(name, x, **dict(zip(keys, args)), **params)
+            return act
+        raise AttributeError(f"kerasjit's ops has no function {name!r}")
+
     def relu(self, x): return self.activation("relu", x)
     def relu6(self, x): return self.activation("relu6", x)
     def sigmoid(self, x): return self.activation("sigmoid", x)

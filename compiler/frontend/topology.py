@@ -305,7 +305,7 @@ class _Lowering:
         def tensor(ref: Ref, in_call_args: bool = False, consumer: str = "") -> str:
             name, ni, ti = ref
             lc = by_name.get(name)
-            who = f"layer {prefix + consumer!r}" if consumer else f"model {prefix[:-1] or 'config'!r}"
+            who = f"layer {prefix + consumer!r}" if consumer else f"the output_layers of model {cfg.get('name', '')!r}"
             if lc is None:
                 known = ", ".join(map(str, list(by_name)[:20])) + (", ..." if len(by_name) > 20 else "")
                 raise ModelFormatError(f"{self.spec.source}: {who} refers to layer {name!r}, which is not in "
