@@ -21,7 +21,7 @@ _TITLES = {
     "layers_norm": "normalization",
     "layers_image": "image",
     "layers_legacy": "legacy (Keras 1 and 2 only)",
-    "layers_seq": "embeddings, masking and tensor operations",
+    "layers_seq": "embeddings and masking",
     "layers_rnn": "recurrent",
     "layers_wrappers": "wrappers",
     "layers_attention": "attention",

@@ -1,5 +1,6 @@
 """Convolutions of every rank, transposed convolutions, cropping, padding and upsampling, against Keras 3
-in all three formats (layer_check: one compile, the other formats proven to give the same graph)."""
+in all three formats: every layer and option in zoo models (front end and passes, interpreted), and a
+compact model taking each new code path once, compiled (layer_check)."""
 import numpy as np
 
 from kerasjit.compiler.ir import Op
@@ -80,12 +81,50 @@ def conv_3d():
     return m
 
 
+def conv_compiled():
+    """One of each code path: 1D convs as 2D kernels on views, the 3D im2col conv (grouped too), the
+    transposed conv of each rank with a folded BatchNormalization and fused activation, slices, pads,
+    repeats, a bilinear resize and channels_first transposes."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((9, 4), name="seq")
+    img = k.Input((6, 5, 3), name="img")
+    vol = k.Input((4, 5, 3, 2), name="vol")
+    c = L.Conv1D(6, 3, padding="causal", dilation_rate=2, name="causal")(seq)
+    c = L.ReLU()(L.BatchNormalization(name="causal_bn")(c))
+    t = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="deconv")(img)
+    t = L.LeakyReLU(negative_slope=0.1)(L.BatchNormalization(name="deconv_bn")(t))
+    outs = [
+        c, t,
+        L.DepthwiseConv1D(3, depth_multiplier=2, strides=2, padding="same")(seq),
+        L.SeparableConv1D(5, 3, padding="same", data_format="channels_first")(L.Permute((2, 1))(seq)),
+        L.Conv1DTranspose(3, 3, strides=2, output_padding=1)(seq),
+        L.Conv2DTranspose(2, (2, 3), strides=(2, 1), dilation_rate=1, padding="valid")(img),
+        L.Conv3D(4, 2, strides=(1, 2, 1), padding="same")(vol),
+        L.Conv3D(4, (1, 2, 2), groups=2)(vol),
+        L.Conv3DTranspose(2, 2, strides=2, padding="same")(vol),
+        L.Cropping1D((1, 2))(seq),
+        L.Cropping3D(((1, 0), (0, 2), (1, 1)))(vol),
+        L.ZeroPadding3D((1, 0, 2))(vol),
+        L.UpSampling1D(2)(seq),
+        L.UpSampling2D(2, interpolation="bilinear")(img),
+        L.UpSampling3D((1, 2, 2), data_format="channels_first")(vol),
+    ]
+    m = k.Model([seq, img, vol], outs, name="conv_compiled")
+    randomize_batchnorm(m)
+    return m
+
+
 def test_conv_1d_2d(tmp_path, cache_dir):
-    check_all_formats(conv_1d_2d(), tmp_path, cache_dir)
+    check_all_formats(conv_1d_2d(), tmp_path, cache_dir, compile=False)
 
 
 def test_conv_3d(tmp_path, cache_dir):
-    check_all_formats(conv_3d(), tmp_path, cache_dir, batches=(1, 2))
+    check_all_formats(conv_3d(), tmp_path, cache_dir, compile=False)
+
+
+def test_conv_compiled(tmp_path, cache_dir):
+    check_all_formats(conv_compiled(), tmp_path, cache_dir)
 
 
 def test_transpose_fusion(tmp_path):

@@ -1,5 +1,6 @@
 """Core, merge and activation layers, and every function of keras.activations, against Keras 3 in all
-three formats (layer_check: one compile, the other formats proven to give the same graph)."""
+three formats: every layer and option in zoo models (front end and passes, interpreted), and a compact
+model taking each new code path once, compiled (layer_check)."""
 import numpy as np
 
 from layer_check import check_all_formats
@@ -104,17 +105,59 @@ def activation_zoo():
     return m
 
 
+def core_compiled():
+    """One of each code path: rank-3 Dense, transposes, repeats (broadcasting loops), masks, merges
+    across ranks, Dot's reductions, slices (glu), logs, square roots, the sparsemax kernel."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 5), name="seq")
+    vec = k.Input((5,), name="vec")
+    h = L.Dense(4, name="dense_rank3")(seq)
+    outs = [
+        L.Permute((2, 1))(h),
+        L.RepeatVector(2)(vec),
+        L.Masking(mask_value=0.25)(seq),
+        L.Subtract()([seq, vec]),
+        L.Average()([seq, L.Reshape((1, 5))(vec)]),
+        L.Maximum()([seq, vec]),
+        L.Dot(axes=(2, 1), normalize=True)([seq, L.Reshape((5, 1))(vec)]),
+        L.Dot(axes=1)([vec, vec]),
+        L.PReLU(shared_axes=[1])(h),
+        L.Activation("glu")(h),
+        L.Activation("log_softmax")(h),
+        L.Activation("sparsemax")(h),
+        L.Activation("squareplus")(h),
+        L.Activation("mish")(h),
+        L.Activation("celu")(h),
+        L.Activation("hard_shrink")(h),
+        L.Softmax(axis=1)(h),
+    ]
+    m = k.Model([seq, vec], outs, name="core_compiled")
+    rng = np.random.default_rng(6)
+    for layer in m.layers:
+        if isinstance(layer, L.PReLU):
+            layer.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    return m
+
+
 def test_core_layers(tmp_path, cache_dir):
-    check_all_formats(core_zoo(), tmp_path, cache_dir, inputs=core_inputs)
+    check_all_formats(core_zoo(), tmp_path, cache_dir, inputs=core_inputs, compile=False)
 
 
 def test_merge_layers(tmp_path, cache_dir):
-    check_all_formats(merge_zoo(), tmp_path, cache_dir)
+    check_all_formats(merge_zoo(), tmp_path, cache_dir, compile=False)
 
 
 def test_activations(tmp_path, cache_dir):
-    check_all_formats(activation_zoo(), tmp_path, cache_dir, inputs=lambda b: [
+    check_all_formats(activation_zoo(), tmp_path, cache_dir, compile=False, inputs=lambda b: [
         np.random.default_rng(b).uniform(-3, 3, (b, 12)).astype(np.float32)])
+
+
+def test_core_compiled(tmp_path, cache_dir):
+    def inputs(batch):
+        seq, _ = core_inputs(batch)
+        return [seq, np.random.default_rng(batch).standard_normal((batch, 5)).astype(np.float32)]
+    check_all_formats(core_compiled(), tmp_path, cache_dir, inputs=inputs)
 
 
 def test_every_keras_activation_is_covered():

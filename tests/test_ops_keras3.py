@@ -137,3 +137,20 @@ def test_indexing_the_batch_axis_is_refused(tmp_path):
     model = k.Model(x, k.ops.take(x, [0, 1], axis=0) + 1.0)
     with pytest.raises(UnsupportedLayerError, match="batch axis"):
         graph_of(save(model, tmp_path, "keras"))
+
+
+def test_primitives_the_operations_added():
+    """FLOOR, SELECT and SLICE with negative steps: shape rules and NumPy meaning."""
+    from kerasjit.compiler.ir import Op
+    from kerasjit.compiler.rules import evaluate, shape_of
+    x = np.array([[-1.5, -0.0, 0.5, 2.0, np.inf, 3e9]], np.float32)
+    np.testing.assert_array_equal(evaluate(Op.FLOOR, [x], {}), np.floor(x))
+    inf = np.array([[np.inf, -np.inf, 1.0]], np.float32)
+    chosen = evaluate(Op.SELECT, [inf, np.array([1.0, 0.0, np.nan], np.float32)], {})
+    np.testing.assert_array_equal(chosen, [[np.inf, 0.0, 1.0]])  # no inf * 0 = NaN
+    a = np.arange(2 * 5 * 4, dtype=np.float32).reshape(2, 5, 4)
+    ranges = ((4, -1, -2), (2, 0, -1))
+    assert shape_of(Op.SLICE, [(None, 5, 4)], {"ranges": ranges}) == (None, 3, 2)
+    np.testing.assert_array_equal(evaluate(Op.SLICE, [a], {"ranges": ranges}), a[:, 4::-2, 2:0:-1])
+    with pytest.raises(ValueError):
+        shape_of(Op.SLICE, [(None, 5, 4)], {"ranges": ((5, -1, -1), (0, 4, 1))})

@@ -27,8 +27,8 @@ def rnn_zoo():
     d = L.GRU(3, return_sequences=True, go_backwards=True, unroll=True, name="gru_unrolled")(a)
     e = L.LSTM(2, activation="softsign", recurrent_activation="tanh", unit_forget_bias=False, name="lstm_act")(d)
     f = L.GRU(3, reset_after=False, use_bias=False, go_backwards=True, return_sequences=True, name="gru_nobias")(seq)
-    acts = [("selu", "softplus"), ("swish", "relu6"), ("gelu", "hard_silu"), ("linear", "exponential"),
-            ("leaky_relu", "mish"), ("celu", "hard_tanh")]
+    acts = [("selu", "softplus"), ("swish", "relu6"), ("gelu", "hard_silu"), ("exponential", "hard_sigmoid"),
+            ("leaky_relu", "mish"), ("celu", "hard_tanh"), ("linear", "softsign")]
     more = [L.GRU(2, activation=a1, recurrent_activation=a2, name=f"gru_{a1}_{a2}")(seq) for a1, a2 in acts]
     return k.Model([seq, h0, c0], [a, ah, ac, b, c, cs, d, e, f] + more, name="rnn_zoo")
 

@@ -150,7 +150,8 @@ def lower_attention(call: LayerCall, xs: list[str]) -> list[str]:
     q, v, k, q_mask, v_mask = _attention_inputs(call, xs)
     mode = call.get("score_mode", "dot")
     use_scale = bool(call.get("use_scale", False))
-    ws = call.weights(([("scale", None)] if use_scale else []) + ([("concat_score_weight", None)] if mode == "concat" else []))
+    ws = call.weights(([("scale", None)] if use_scale else [])
+                      + ([("concat_score_weight", None)] if mode == "concat" else []))
     scale = float(ws[0].reshape(())) if use_scale else None
     if mode == "dot":
         scores = call.add(Op.BMM, [q, k], {"transpose_b": True})

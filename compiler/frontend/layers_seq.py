@@ -1,5 +1,6 @@
-"""Sequence inputs and masks: Embedding, CategoryEncoding, Masking, masked GlobalAveragePooling1D, and
-the keras.ops operations Keras 3 records in configs to compute masks (NotEqual, Any, LogicalAnd, ...).
+"""Sequence inputs and masks: Embedding, CategoryEncoding, Masking, and masked GlobalAveragePooling1D.
+(The keras.ops operations Keras 3 records in configs to compute masks, NotEqual, Any, ..., are
+operation nodes: ops_keras3.py.)
 
 Masks are float 0/1 values (see masking.py); a comparison is `sign(x - v)**2` (1 where x != v).
 """
@@ -10,7 +11,7 @@ from .context import INTEGER_INPUT_LAYERS, LayerCall, layer
 from .layers import _channels_first, lower_gap
 from .primitives import const
 
-INTEGER_INPUT_LAYERS.update({"Embedding", "CategoryEncoding", "NotEqual", "Equal"})
+INTEGER_INPUT_LAYERS.update({"Embedding", "CategoryEncoding"})
 
 
 def not_equal(call: LayerCall, x: str, value: float) -> str:
@@ -85,119 +86,3 @@ def lower_gap1d(call: LayerCall, xs: list[str]) -> list[str]:
     total = call.add(Op.MEAN, [call.add(Op.MUL, [x, m])], {"axes": (steps,), "keepdims": keepdims})
     count = call.add(Op.MEAN, [m], {"axes": (steps,), "keepdims": keepdims})
     return [call.add(Op.DIV, [total, count])]
-
-
-# ---------------------------------------------------------------------- keras.ops operations of masks
-def _arg_const(call: LayerCall, position: int) -> float:
-    """A constant positional argument of a keras.ops layer (`ops.not_equal(x, 0)` records the 0)."""
-    value = call.args[position] if position < len(call.args) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise call.unsupported(f"argument {position} is {value!r}, not a number")
-    return float(value)
-
-
-def _tensor_positions(call: LayerCall) -> list[bool]:
-    return [isinstance(a, dict) and a.get("class_name") == "__keras_tensor__" for a in call.args]
-
-
-def _comparison(call: LayerCall, xs: list[str]) -> str:
-    if len(xs) == 2:
-        return not_equal(call, call.add(Op.SUB, xs), 0.0)
-    where = _tensor_positions(call)
-    return not_equal(call, xs[0], _arg_const(call, 1 if where and where[0] else 0))
-
-
-@layer("NotEqual")
-def lower_not_equal(call: LayerCall, xs: list[str]) -> list[str]:
-    return [_comparison(call, xs)]
-
-
-@layer("Equal")
-def lower_equal(call: LayerCall, xs: list[str]) -> list[str]:
-    ne = _comparison(call, xs)
-    return [call.add(Op.SUB, [const(call, "one", 1.0), ne])]
-
-
-def _axis_reduction(call: LayerCall, xs: list[str], op: Op) -> list[str]:
-    x = not_equal(call, xs[0], 0.0)
-    rank = len(call.shape(x))
-    axis = call.get("axis")
-    axes = tuple(range(1, rank)) if axis is None else \
-        tuple(sorted({int(a) % rank for a in (axis if isinstance(axis, (list, tuple)) else [axis])}))
-    if 0 in axes:
-        raise call.unsupported("a reduction over the batch axis")
-    return [call.add(op, [x], {"axes": axes, "keepdims": bool(call.get("keepdims", False))})]
-
-
-@layer("Any")
-def lower_any(call: LayerCall, xs: list[str]) -> list[str]:
-    return _axis_reduction(call, xs, Op.MAX)
-
-
-@layer("All")
-def lower_all(call: LayerCall, xs: list[str]) -> list[str]:
-    # all(x) = 1 - max(1 - x) over 0/1 values
-    flipped = call.add(Op.SUB, [const(call, "one", 1.0), not_equal(call, xs[0], 0.0)])
-    anyzero = _axis_reduction(call, [flipped], Op.MAX)[0]
-    return [call.add(Op.SUB, [const(call, "one", 1.0), anyzero])]
-
-
-def _logical(call: LayerCall, xs: list[str], op: Op) -> list[str]:
-    if len(xs) != 2:
-        raise call.unsupported(f"{len(xs)} tensor arguments")
-    return [call.add(op, [not_equal(call, xs[0], 0.0), not_equal(call, xs[1], 0.0)])]
-
-
-@layer("LogicalOr")
-def lower_logical_or(call: LayerCall, xs: list[str]) -> list[str]:
-    return _logical(call, xs, Op.MAXIMUM)
-
-
-@layer("LogicalAnd")
-def lower_logical_and(call: LayerCall, xs: list[str]) -> list[str]:
-    return _logical(call, xs, Op.MINIMUM)
-
-
-@layer("LogicalNot")
-def lower_logical_not(call: LayerCall, xs: list[str]) -> list[str]:
-    return [call.add(Op.SUB, [const(call, "one", 1.0), not_equal(call, xs[0], 0.0)])]
-
-
-@layer("ExpandDims")
-def lower_expand_dims(call: LayerCall, xs: list[str]) -> list[str]:
-    shape = list(call.shape(xs[0]))
-    axis = int(call.get("axis"))
-    axis = axis % (len(shape) + 1)
-    if axis == 0:
-        raise call.unsupported("a new axis before the batch axis")
-    shape.insert(axis, 1)
-    return [call.add(Op.RESHAPE, xs[:1], {"shape": tuple(shape[1:])})]
-
-
-@layer("Squeeze")
-def lower_squeeze(call: LayerCall, xs: list[str]) -> list[str]:
-    shape = call.shape(xs[0])
-    axis = call.get("axis")
-    axes = {a for a in range(1, len(shape)) if shape[a] == 1} if axis is None else \
-        {int(a) % len(shape) for a in (axis if isinstance(axis, (list, tuple)) else [axis])}
-    if 0 in axes or any(shape[a] != 1 for a in axes):
-        raise call.unsupported(f"squeezing axes {sorted(axes)} of shape {shape}")
-    return [call.add(Op.RESHAPE, xs[:1], {"shape": tuple(d for a, d in enumerate(shape) if a and a not in axes)})]
-
-
-@layer("ZerosLike", "OnesLike")
-def lower_zeros_like(call: LayerCall, xs: list[str]) -> list[str]:
-    zeros = call.add(Op.MUL, [xs[0], const(call, "zero", 0.0)])
-    if call.class_name == "ZerosLike":
-        return [zeros]
-    return [call.add(Op.ADD, [zeros, const(call, "one", 1.0)])]
-
-
-@layer("ConvertToTensor", "Cast")
-def lower_cast(call: LayerCall, xs: list[str]) -> list[str]:
-    dtype = str(call.get("dtype") or "float32")
-    if dtype == "bool":
-        return [not_equal(call, xs[0], 0.0)]
-    if dtype.startswith("float") or dtype.startswith("bfloat"):
-        return [call.add(Op.IDENTITY, xs[:1])]
-    raise call.unsupported(f"a cast to {dtype}")

@@ -34,13 +34,13 @@ def _backward_config(forward: dict) -> dict:
     return cfg
 
 
-def _direction(call: LayerCall, cfg: dict, attr: str, scopes: set[str], x: str, mask: str | None,
-               init: list[str], time_order: bool) -> list[str]:
+def _direction(call: LayerCall, cfg: dict, weights: tuple, x: str, mask: str | None, init: list[str],
+               time_order: bool) -> list[str]:
     """One direction's [output, *states]: the wrapped RNN layer with Bidirectional's overrides."""
     cls = cfg.get("class_name")
     if cls not in RNN_LAYERS:
         raise call.unsupported(f"a wrapped layer of class {cls!r} (Bidirectional takes recurrent layers)")
-    sub = inner_call(call, cfg, attr, select(call, attr, scopes))
+    sub = inner_call(call, cfg, "backward_layer" if time_order else "forward_layer", weights)
     loop = Loop.of(sub)
     # Keras forces zero_output_for_mask = return_sequences on both layers
     loop.zero_masked = loop.return_sequences and not loop.unroll
@@ -54,21 +54,19 @@ def lower_bidirectional(call: LayerCall, xs: list[str]) -> list[str]:
     x = xs[0]
     fwd = call.get("layer")
     bwd = call.get("backward_layer") or _backward_config(fwd)
-    fname, bname = layer_name(fwd), layer_name(bwd)
-    base = fname.removeprefix("forward_")
     if not bwd.get("config", {}).get("go_backwards", False):
         raise call.unsupported("a backward_layer that does not go backwards")
-    n_used = len(select(call, "forward_layer", {"forward_layer", fname, "forward_" + base})[0]) + \
-        len(select(call, "backward_layer", {"backward_layer", bname, "backward_" + base.removeprefix("backward_")})[0])
-    check_all_used(call, n_used)
+    # legacy files name the layers forward_<name> and backward_<name> (or a given backward layer's own)
+    base = layer_name(fwd).removeprefix("forward_")
+    fw = select(call, "forward_layer", {"forward_layer", layer_name(fwd), "forward_" + base})
+    bw = select(call, "backward_layer", {"backward_layer", layer_name(bwd), "backward_" + base})
+    check_all_used(call, len(fw[0]) + len(bw[0]))
     mask = sequence_mask(call, x)
     init = initial_states(call, xs)
     half = len(init) // 2
-    f = _direction(call, fwd, "forward_layer", {"forward_layer", fname, "forward_" + base}, x, mask, init[:half],
-                   False)
+    f = _direction(call, fwd, fw, x, mask, init[:half], False)
     # Keras flips the backward layer's sequence back to time order: it is written in time order
-    b = _direction(call, bwd, "backward_layer", {"backward_layer", bname, "backward_" + base}, x, mask, init[half:],
-                   True)
+    b = _direction(call, bwd, bw, x, mask, init[half:], True)
     y, y_rev = f[0], b[0]
     mode = call.get("merge_mode", "concat")
     if mode == "concat":

@@ -64,7 +64,10 @@ def lower_op_node(call: LayerCall, xs: list[str]) -> list[str]:
     ops = Ops(call)
     params, rule = OPS3[call.class_name]
     args, kwargs = call_arguments(ops, xs)
-    return output_names(ops, rule(ops, bind(params, args, kwargs, call.config)), xs)
+    outs = output_names(ops, rule(ops, bind(params, args, kwargs, call.config)), xs)
+    # Keras 3 operations drop masks (`(x + 1)._keras_mask` is None), whatever layer shares their name
+    call.output_masks = [None] * len(outs)
+    return outs
 
 
 # ---------------------------------------------------------------------- elementwise

@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
+
 from ...encoder.spec import ModelSpec
 from ...errors import KerasJitError, ModelFormatError, UnsupportedLayerError, WeightsMismatchError
 from ..builder import GraphBuilder
@@ -20,6 +22,8 @@ from .context import INTEGER_INPUT_LAYERS, LayerCall
 from .dispatch import REGISTRY_HINT, describe_unsupported, rule_for
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
+#: Keras merge layers: `call(inputs)` with one list of tensors
+_ONE_LIST_LAYERS = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
 Ref = tuple  # (layer name, node index, tensor index)
 
 
@@ -156,6 +160,9 @@ def _ref_list(obj: Any) -> list[Ref]:
     lists (outputs such as a stacked RNN's per-cell states) are flattened in order, as Keras does."""
     if isinstance(obj, list) and len(obj) == 3 and isinstance(obj[0], str):
         return [(obj[0], int(obj[1]), int(obj[2]))]
+    if not isinstance(obj, list) or any(isinstance(item, str) for item in obj):
+        # (a string would otherwise recurse into its characters forever)
+        raise TypeError(f"expected [layer name, node index, tensor index] references, found {obj!r:.200}")
     return [r for item in obj for r in _ref_list(item)]
 
 
@@ -173,6 +180,14 @@ def _input_shape(lc: dict, source: str) -> tuple[tuple, str]:
     dtype = cfg.get("dtype", "float32")
     if isinstance(dtype, dict):
         dtype = dtype.get("config", {}).get("name", "float32")
+    try:
+        numeric = np.dtype(str(dtype)).kind in "biuf"
+    except TypeError:
+        numeric = False
+    if not numeric:
+        raise UnsupportedLayerError(
+            f"{source}: input {cfg.get('name')!r} has dtype {dtype!r}; kerasjit takes numeric inputs (float32, "
+            f"int32, ...)", [(cfg.get("name", "?"), "InputLayer", f"dtype {dtype!r}")])
     return tuple(int(d) for d in shape[1:]), str(dtype)
 
 
@@ -191,6 +206,11 @@ class _Lowering:
         if _is_model(lc):
             return self.model(lc, path + "/", xs)
         node = node or _NodeArgs(list(xs), {}, first_arg=len(xs))
+        if cls in _ONE_LIST_LAYERS and str(lc.get("module", "")).startswith("keras.layers") and node.tensor_args > 1:
+            # a merge layer takes one list of tensors (keras.ops functions of the same class name, recorded
+            # with another module, take several): more arguments are a config Keras itself refuses
+            raise ModelFormatError(f"{self.spec.source}: layer {path!r} ({cls}) takes one list of tensors, the "
+                                   f"config passes {node.tensor_args} tensor arguments")
         if cls not in INTEGER_INPUT_LAYERS:
             # Keras autocasts integer inputs of float layers to float32
             xs = [self._as_float(x, path) for x in xs]
@@ -260,6 +280,7 @@ class _Lowering:
         layers = cfg["layers"] if isinstance(cfg, dict) else cfg
         if not layers:
             raise ModelFormatError(f"{self.spec.source}: Sequential model {prefix!r} has no layers")
+        _check_unique_names(layers, prefix, self.spec.source)
         if xs is None:
             first = layers[0]
             shape_holder = first if first.get("class_name") == "InputLayer" else first
@@ -282,10 +303,7 @@ class _Lowering:
 
     def functional(self, mc: dict, prefix: str, xs: list[str] | None) -> list[str]:
         cfg = mc["config"]
-        by_name = {}
-        for lc in cfg["layers"]:
-            nm = lc.get("name") or lc.get("config", {}).get("name")
-            by_name[nm] = lc
+        by_name = _check_unique_names(cfg["layers"], prefix, self.spec.source)
         in_refs = _ref_list(cfg["input_layers"])
         out_refs = _ref_list(cfg["output_layers"])
         done: dict[tuple[str, int], list[str]] = {}
@@ -335,6 +353,20 @@ class _Lowering:
             return outs[ti]
 
         return [tensor(r) for r in out_refs]
+
+
+def _check_unique_names(layers: list, prefix: str, source: str) -> dict[str, dict]:
+    """name -> layer config of one model level; `ModelFormatError` when two layers share a name (Keras
+    refuses such a model: references and weights are by name, so one of the two would be lost)."""
+    by_name: dict[str, dict] = {}
+    for lc in layers:
+        nm = lc.get("name") or lc.get("config", {}).get("name")
+        if nm in by_name:
+            raise ModelFormatError(f"{source}: model {prefix[:-1] or 'config'!r} has two layers named {nm!r} "
+                                   f"(classes {by_name[nm].get('class_name')} and {lc.get('class_name')}); "
+                                   f"layer names must be unique")
+        by_name[nm] = lc
+    return by_name
 
 
 def lower(spec: ModelSpec) -> Graph:
