@@ -53,11 +53,16 @@ def engines(model: Any, weights: Any = None, metadata: Any = None, cache_dir: An
         return lambda xs: _as_list(m.predict(xs if len(xs) > 1 else xs[0]))
     found.append(("kerasjit-cpu", kj_runner(cm)))
     if include is None or "kerasjit-cuda" in include:
-        try:
-            gpu = kj_compile(model, weights, metadata=metadata, cache_dir=cache_dir, target="cuda", progress=False)
-            found.append(("kerasjit-cuda", kj_runner(gpu)))
-        except (KerasJitError, ImportError) as e:
-            skipped["kerasjit-cuda"] = str(e).splitlines()[0][:120]
+        from .runtime.cuda_device import simulated
+        if simulated():
+            skipped["kerasjit-cuda"] = "NUMBA_ENABLE_CUDASIM=1: numba's CUDA simulator is no GPU to time"
+        else:
+            try:
+                gpu = kj_compile(model, weights, metadata=metadata, cache_dir=cache_dir, target="cuda",
+                                 progress=False)
+                found.append(("kerasjit-cuda", kj_runner(gpu)))
+            except (KerasJitError, ImportError) as e:
+                skipped["kerasjit-cuda"] = str(e).splitlines()[0][:120]
     if include is None or any(name.startswith("keras") and not name.startswith("kerasjit") for name in include):
         try:
             keras = import_keras()

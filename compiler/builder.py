@@ -4,12 +4,40 @@ Every node gets its output shape from the op's shape rule, so a built graph veri
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
 
 from .ir import Graph, Node, Op, Value, freeze
 from .rules import shape_of
+
+
+#: geometry attributes that must be positive integers (a scalar or a tuple), and one that must not be negative
+_POSITIVE_ATTRS = ("strides", "dilation", "pool", "groups", "units", "depth")
+_NON_NEGATIVE_ATTRS = ("pads", "extra")
+#: the largest tensor per sample a node may produce (2**31 - 1 float32 values: 8 GiB per sample)
+MAX_SAMPLE_ELEMENTS = 2**31 - 1
+
+
+def _check_geometry(op: Op, attrs: dict[str, Any]) -> None:
+    """Raise `ValueError` for a stride, dilation, pool size, padding, ... that is not a (positive)
+    integer: such a config reaches the shape rules and the kernels otherwise, which assume them."""
+    def ints(v: Any) -> list:
+        return [x for item in v for x in ints(item)] if isinstance(v, (tuple, list)) else [v]
+
+    def whole(v: Any, low: int) -> bool:
+        if isinstance(v, (bool, np.bool_)):
+            return False
+        if isinstance(v, (float, np.floating)) and not (math.isfinite(v) and v == int(v)):
+            return False
+        return isinstance(v, (int, np.integer, float, np.floating)) and low <= v <= MAX_SAMPLE_ELEMENTS
+
+    for key, low in [(k, 1) for k in _POSITIVE_ATTRS] + [(k, 0) for k in _NON_NEGATIVE_ATTRS]:
+        if key in attrs and attrs[key] is not None:
+            if not all(whole(v, low) for v in ints(attrs[key])):
+                raise ValueError(f"{op.label}: {key} {attrs[key]!r} must be {'positive' if low else 'non-negative'} "
+                                 f"integers (at most {MAX_SAMPLE_ELEMENTS})")
 
 
 class GraphBuilder:
@@ -59,7 +87,15 @@ class GraphBuilder:
     def add(self, op: Op, inputs: list[str] | tuple[str, ...], attrs: Mapping[str, Any] | None = None,
             layer: str = "", name: str | None = None) -> str:
         attrs = dict(attrs or {})
-        shape = shape_of(op, [self.shape(i) for i in inputs], attrs)
+        _check_geometry(op, attrs)
+        try:
+            shape = shape_of(op, [self.shape(i) for i in inputs], attrs)
+        except ArithmeticError as e:  # a division by a zero stride, say: the config's fault, named by the caller
+            raise ValueError(f"{op.label}: {type(e).__name__}: {e}") from e
+        if any(not isinstance(d, (int, np.integer)) or d < 1 for d in shape[1:]) or \
+                int(np.prod([int(d) for d in shape[1:]], dtype=np.float64)) > MAX_SAMPLE_ELEMENTS:
+            raise ValueError(f"{op.label} gives an output of shape {tuple(shape)}: every dimension must be a "
+                             f"positive integer, at most {MAX_SAMPLE_ELEMENTS} values per sample")
         out = Value(self.fresh(name or layer or op.label), tuple(shape))
         self.nodes.append(Node(op, tuple(inputs), out, freeze(attrs), layer))
         self.values[out.name] = out

@@ -73,9 +73,9 @@ class Op(enum.Enum):
     # (*kernel, C_in/groups, C_out). Contractions keep output channels on w's last axis (folding scales it).
     CONV = ("conv", Group.CONTRACTION)        # attrs: strides, dilation, pads, groups, epilogue
     # The transpose (gradient) of CONV: input pixel i, kernel tap p feed output pixel i*stride + p*dilation
-    # - pads[lo] of the full (in-1)*stride + (k-1)*dilation + 1 output; pads crop it (a negative hi pad
-    # extends it with zeros, Keras's output_padding); w is (*kernel, C_in, C_out).
-    CONV_TRANSPOSE = ("conv_transpose", Group.CONTRACTION)  # attrs: strides, dilation, pads, epilogue
+    # - pads[lo] of the full (in-1)*stride + (k-1)*dilation + 1 output; pads (lo, hi) crop it, then `extra`
+    # zeros are appended per spatial dim (Keras's output_padding past the kernel); w is (*k, C_in, C_out).
+    CONV_TRANSPOSE = ("conv_transpose", Group.CONTRACTION)  # attrs: strides, dilation, pads, extra, epilogue
     # a[N, ..., M, K] @ b[N, ..., K, P] between two runtime values (b[N, ..., P, K] when transpose_b)
     BMM = ("bmm", Group.CONTRACTION)          # attrs: transpose_b, epilogue
     # -- window --

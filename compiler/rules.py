@@ -128,8 +128,8 @@ def conv_out_dim(size: int, k: int, stride: int, dilation: int, lo: int, hi: int
     return (size + lo + hi - ((k - 1) * dilation + 1)) // stride + 1
 
 
-def conv_transpose_out_dim(size: int, k: int, stride: int, dilation: int, lo: int, hi: int) -> int:
-    return (size - 1) * stride + (k - 1) * dilation + 1 - lo - hi
+def conv_transpose_out_dim(size: int, k: int, stride: int, dilation: int, lo: int, hi: int, extra: int = 0) -> int:
+    return (size - 1) * stride + (k - 1) * dilation + 1 - lo - hi + extra
 
 
 def _spatial_rank(x: Shape, w: Shape, attrs: dict[str, Any]) -> int:
@@ -181,8 +181,9 @@ def shape_of(op: Op, ins: Sequence[Shape], attrs: dict[str, Any]) -> Shape:
         rank = _spatial_rank(x, w, attrs)
         if x[-1] != w[-2]:
             raise ValueError(f"conv_transpose: input has {x[-1]} channels, kernel expects {w[-2]}")
-        spatial = (conv_transpose_out_dim(x[1 + i], w[i], attrs["strides"][i], attrs["dilation"][i], *attrs["pads"][i])
-                   for i in range(rank))
+        extra = attrs.get("extra") or (0,) * rank
+        spatial = (conv_transpose_out_dim(x[1 + i], w[i], attrs["strides"][i], attrs["dilation"][i], *attrs["pads"][i],
+                                          extra[i]) for i in range(rank))
         return (x[0],) + tuple(spatial) + (w[-1],)
     if g is Group.WINDOW:
         x = ins[0]
@@ -247,7 +248,7 @@ def _conv(x: np.ndarray, w: np.ndarray, strides, dilation, pads, groups: int) ->
     return out.astype(np.float32)
 
 
-def _conv_transpose(x: np.ndarray, w: np.ndarray, strides, dilation, pads) -> np.ndarray:
+def _conv_transpose(x: np.ndarray, w: np.ndarray, strides, dilation, pads, extra) -> np.ndarray:
     """Scatter each input pixel through the kernel into the full output, then crop it by `pads`."""
     rank = len(strides)
     full = [(x.shape[1 + i] - 1) * strides[i] + (w.shape[i] - 1) * dilation[i] + 1 for i in range(rank)]
@@ -256,10 +257,9 @@ def _conv_transpose(x: np.ndarray, w: np.ndarray, strides, dilation, pads) -> np
     for tap in itertools.product(*(range(k) for k in w.shape[:rank])):
         win = (slice(None),) + tuple(_window(tap[i] * dilation[i], x.shape[1 + i], strides[i]) for i in range(rank))
         out[win] += xs @ w[tap].astype(np.float64)
-    # a negative hi pad (output_padding) extends the output with zeros
-    out = np.pad(out, ((0, 0),) + tuple((0, max(-hi, 0)) for _, hi in pads) + ((0, 0),))
-    crop = (slice(None),) + tuple(slice(lo, lo + full[i] - lo - hi) for i, (lo, hi) in enumerate(pads))
-    return out[crop].astype(np.float32)
+    crop = (slice(None),) + tuple(slice(lo, full[i] - hi) for i, (lo, hi) in enumerate(pads))
+    out = np.pad(out[crop], ((0, 0),) + tuple((0, e) for e in (extra or (0,) * rank)) + ((0, 0),))
+    return out.astype(np.float32)
 
 
 def _pool(x: np.ndarray, pool, strides, pads, kind: str) -> np.ndarray:
@@ -315,7 +315,7 @@ def evaluate(op: Op, xs: Sequence[np.ndarray], attrs: dict[str, Any]) -> np.ndar
         y = _conv(xs[0], xs[1], attrs["strides"], attrs["dilation"], attrs["pads"], attrs.get("groups", 1))
         return apply_epilogue(y, epi, xs)
     if op is Op.CONV_TRANSPOSE:
-        y = _conv_transpose(xs[0], xs[1], attrs["strides"], attrs["dilation"], attrs["pads"])
+        y = _conv_transpose(xs[0], xs[1], attrs["strides"], attrs["dilation"], attrs["pads"], attrs.get("extra"))
         return apply_epilogue(y, epi, xs)
     if op is Op.FUSED:
         return apply_epilogue(xs[0], epi, xs)

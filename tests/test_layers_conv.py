@@ -29,6 +29,7 @@ def conv_1d_2d():
         L.SeparableConv1D(4, 3, strides=2, data_format="channels_first", use_bias=False, name="sep1_cf")(seq_cf),
         L.DepthwiseConv2D(3, depth_multiplier=3, padding="same", data_format="channels_first", name="dw2_cf")(img_cf),
         L.SeparableConv2D(4, (2, 3), dilation_rate=2, name="sep2_dil")(img),
+        L.SeparableConv2D(3, 3, strides=2, depth_multiplier=2, data_format="channels_first", name="sep2_cf")(img_cf),
         L.Conv1DTranspose(4, 3, strides=2, padding="same", name="t1_same")(seq),
         L.Conv1DTranspose(3, 4, strides=3, output_padding=2, name="t1_op")(seq),
         L.Conv1DTranspose(3, 3, dilation_rate=2, padding="same", data_format="channels_first", name="t1_cf")(seq_cf),
@@ -42,6 +43,7 @@ def conv_1d_2d():
         L.ZeroPadding2D(((0, 1), (2, 0)), data_format="channels_first")(img_cf),
         L.UpSampling1D(3)(seq),
         L.UpSampling2D((2, 3))(img),
+        L.UpSampling2D((3, 1), data_format="channels_first")(img_cf),
         L.UpSampling2D(2, interpolation="bilinear")(img),
         L.UpSampling2D((3, 2), interpolation="bilinear", data_format="channels_first")(img_cf),
     ]

@@ -57,6 +57,7 @@ def pool_zoo():
     img_cf = L.Permute((3, 1, 2))(img)
     outs = [
         L.MaxPooling1D(3, strides=2, padding="same")(seq),
+        L.MaxPooling1D(2, data_format="channels_first")(seq),
         L.AveragePooling1D(2)(seq),
         L.AveragePooling1D(3, strides=1, padding="same", data_format="channels_first")(seq),
         L.GlobalMaxPooling1D()(seq),

@@ -91,8 +91,12 @@ def mask_zoo():
     s = L.Add(name="add")([L.Dense(3, name="p1")(m), L.Dense(3, name="p2")(e)])
     sg = L.GlobalAveragePooling1D(name="gap_add")(s)
     att = L.Attention(name="att")([d, e])
+    # MultiHeadAttention masks its scores with the query's and value's masks and takes them off its
+    # inputs: the residual sum below has no mask (the embedding's was removed), so the pooling is plain
+    mha = L.MultiHeadAttention(2, 2, name="mha")(e, e)
+    pooled = L.GlobalAveragePooling1D(name="gap_residual")(L.Add(name="residual")([e, mha]))
     x = L.LSTM(3, name="lstm_explicit")(seq, mask=keep)
-    return k.Model([ids, seq, keep], [a, b, z, u, t, g, c, sg, att, x], name="mask_zoo")
+    return k.Model([ids, seq, keep], [a, b, z, u, t, g, c, sg, att, mha, pooled, x], name="mask_zoo")
 
 
 def mask_inputs(b):
@@ -143,13 +147,14 @@ def time_distributed_zoo():
 
 
 def attention_zoo():
-    """Attention (dot and concat scores, scale, causal), AdditiveAttention, MultiHeadAttention (attention
-    mask, causal mask, value_dim and output_shape, both of Keras's code paths) and EinsumDense."""
+    """Attention (dot and concat scores, scale, causal, scores returned), AdditiveAttention,
+    MultiHeadAttention (attention mask, causal mask, sliding window, value_dim and output_shape, both of
+    Keras's code paths) and EinsumDense."""
     k = keras()
     L = k.layers
     q, v = k.Input((5, 8), name="q"), k.Input((6, 8), name="v")
     am = k.Input((5, 6), name="attention_mask")
-    outs = [L.Attention(name="att")([q, v]),
+    outs = [*L.Attention(name="att")([q, v], return_attention_scores=True),
             L.Attention(use_scale=True, score_mode="concat", name="att_concat")([q, v, v], use_causal_mask=True),
             L.AdditiveAttention(name="add_att")([q, v]),
             L.AdditiveAttention(use_scale=False, name="add_att_noscale")([q, v, v]),
@@ -157,7 +162,8 @@ def attention_zoo():
             # dropout > 0 takes Keras's explicit-scores path (inference ignores the dropout itself)
             L.MultiHeadAttention(3, 2, value_dim=3, dropout=0.1, output_shape=(2, 3), name="mha_shapes")(
                 q, q, use_causal_mask=True),
-            L.MultiHeadAttention(2, 3, use_bias=False, name="mha_key")(q, v, key=v, use_causal_mask=True),
+            L.MultiHeadAttention(2, 3, use_bias=False, sliding_window=2, name="mha_key")(q, v, key=v,
+                                                                                      use_causal_mask=True),
             L.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), bias_axes="de", activation="relu",
                           name="einsum_3d")(q),
             L.EinsumDense("...b,bc->...c", output_shape=4, bias_axes="c", name="einsum_ellipsis")(q)]

@@ -248,7 +248,6 @@ def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]
 
 def emit_rnn(cg: Any, node: Node, out: str) -> None:
     from .cpu import JIT  # cpu imports this module
-    from .cpu_fused import PJIT
     geo = _RnnGeometry(node, cg.values)
     a = geo.attrs
     named = dict(zip(geo.names, node.inputs))
@@ -284,31 +283,7 @@ def emit_rnn(cg: Any, node: Node, out: str) -> None:
         name = f"_rnn{len(cg.kernels)}"
         cg.kernels[body] = name
         cg.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
-        cg.kernels[_row_driver(name, args, geo.work_size)] = name + "_rows"
-        cg.kernel_src.append(PJIT + "\n" + _row_driver(name, args, geo.work_size))
-    cg.line(f"{name}_rows({', '.join(exprs)}, n)")
-
-
-def _row_driver(kernel: str, args: list[str], work_size: int) -> str:
-    """`<kernel>_rows`: the recurrence of groups of batch rows in parallel tasks (each row is an
-    independent sequence; a task gets its rows of every per-row array and of the work memory)."""
-    per_row = {"xp", "mask", "s0", "s1", "out", "state"}
-    sliced = [f"{a}[b0:b1]" if a in per_row else f"work[b0 * {work_size}:b1 * {work_size}]" if a == "work"
-              else a for a in args]
-    buf = IndentedBuffer()
-    buf.line(f"def {kernel}_rows({', '.join(args)}, n):")
-    with buf.indent():
-        buf.line("tasks = _rnn.row_tasks(n)")
-        buf.line("if tasks == 1:")
-        with buf.indent():
-            buf.line(f"return {kernel}({', '.join(args)}, n)")
-        buf.line("for t in prange(tasks):")
-        with buf.indent():
-            buf.line("b0 = t * n // tasks")
-            buf.line("b1 = (t + 1) * n // tasks")
-            buf.line(f"{kernel}({', '.join(sliced)}, b1 - b0)")
-        buf.line("return 0")
-    return buf.getvalue()
+    cg.line(f"{name}({', '.join(exprs)}, n)")
 
 
 # ---------------------------------------------------------------------- gathers and batched matmuls

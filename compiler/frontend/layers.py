@@ -181,6 +181,8 @@ def lower_batchnorm(call: LayerCall, xs: list[str]) -> list[str]:
 
 @layer("Activation")
 def lower_activation(call: LayerCall, xs: list[str]) -> list[str]:
+    if "activation" not in call.config:  # required by Keras; None elsewhere means linear, not here
+        raise KeyError("an Activation layer's config must name its activation")
     return [apply_activation(call, xs[0], call.get("activation"))]
 
 
@@ -190,6 +192,8 @@ def lower_relu(call: LayerCall, xs: list[str]) -> list[str]:
     attrs = {"max_value": None if mv is None else float(mv),
              "negative_slope": float(call.get("negative_slope", 0.0) or 0.0),
              "threshold": float(call.get("threshold", 0.0) or 0.0)}
+    if any(v is not None and v < 0 for v in attrs.values()):
+        raise ValueError(f"ReLU arguments must not be negative, as Keras requires: {attrs}")
     return [call.add(Op.RELU, xs[:1], {k: v for k, v in attrs.items() if v})]
 
 

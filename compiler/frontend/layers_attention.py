@@ -100,6 +100,9 @@ def _masked_scores(call: LayerCall, scores: str, keep: str | None) -> str:
 def _and(call: LayerCall, a: str | None, b: str | None) -> str | None:
     if a is None or b is None:
         return a if b is None else b
+    params = call.builder.params
+    if a in params and b in params:  # two constant masks (causal, sliding window) make a constant
+        return call.param(f"{a.rsplit('/', 1)[-1]}*{b.rsplit('/', 1)[-1]}", params[a] * params[b])
     return call.add(Op.MUL, [a, b])
 
 

@@ -113,9 +113,9 @@ def lower_separable1d(call: LayerCall, xs: list[str]) -> list[str]:
     return [_to_first(call, y) if first else y]
 
 
-def transpose_crop(k: int, stride: int, dilation: int, padding: str, output_padding: int | None) -> tuple[int, int]:
-    """(lo, hi) crop of the full transposed-conv output (negative hi: zeros added at the end), from
-    Keras's own padding rule (keras.src.backend.common.backend_utils, the JAX conversion)."""
+def transpose_crop(k: int, stride: int, dilation: int, padding: str, output_padding: int | None) -> tuple[int, int, int]:
+    """(lo, hi, extra): the crop of each end of the full transposed-conv output and the zeros appended
+    after it, from Keras's own padding rule (keras.src.backend.common.backend_utils, the JAX one)."""
     keff = (k - 1) * dilation + 1
     if padding == "valid":
         extra = max(keff, stride) - keff if output_padding is None else output_padding
@@ -125,8 +125,9 @@ def transpose_crop(k: int, stride: int, dilation: int, padding: str, output_padd
         left = min(total // 2 + total % 2, keff - 1)
         right = total - left
     # Keras pads the stride-dilated input by (left, right) and convolves with the flipped kernel;
-    # as a scatter, that is the full output cropped by keff - 1 - pad on each side.
-    return keff - 1 - left, keff - 1 - right
+    # as a scatter, that is the full output cropped by keff - 1 - pad on each side (a pad past the
+    # kernel's reach, from output_padding, adds zeros instead).
+    return keff - 1 - left, max(keff - 1 - right, 0), max(right - (keff - 1), 0)
 
 
 @layer("Conv1DTranspose", "Convolution1DTranspose", "Conv2DTranspose", "Convolution2DTranspose",
@@ -149,8 +150,9 @@ def lower_conv_transpose(call: LayerCall, xs: list[str]) -> list[str]:
         raise call.unsupported(f"padding {padding!r}")
     out_pad = call.get("output_padding", None)
     out_pad = (None,) * rank if out_pad is None else _tuple(out_pad, rank)
-    pads = tuple(transpose_crop(ks[i], strides[i], dilation[i], padding, out_pad[i]) for i in range(rank))
+    crops = [transpose_crop(ks[i], strides[i], dilation[i], padding, out_pad[i]) for i in range(rank)]
     y = call.add(Op.CONV_TRANSPOSE, [x, call.param("kernel", np.swapaxes(ws[0], -1, -2))],
-                 {"strides": strides, "dilation": dilation, "pads": pads})
+                 {"strides": strides, "dilation": dilation, "pads": tuple((lo, hi) for lo, hi, _ in crops),
+                  "extra": tuple(e for _, _, e in crops)})
     y = _bias_and_activation(call, y, ws[1] if use_bias else None)
     return [_to_first(call, y) if first else y]

@@ -2,6 +2,8 @@
 Keras does) and Dot (a batched dot product along chosen axes). Concatenate is in `layers.py`."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir import Op
 from .context import LayerCall, layer
 from .primitives import align_ranks, axes_of, const, l2_normalize
@@ -58,10 +60,8 @@ def _transpose(call: LayerCall, x: str, perm: tuple) -> str:
 
 def batch_dot(call: LayerCall, x: str, y: str, axes: tuple[int, int]) -> str:
     """keras.src.layers.merging.dot.batch_dot: contract x's axis a0 with y's axis a1 per sample; the
-    result has x's other axes then y's, with Keras's unit-axis rules for rank-2 inputs.
-
-    As primitives: both operands broadcast to (N, *x_rest, *y_rest, K), multiplied, and averaged over K
-    (times K). Dot layers are small; a batched GEMM op would be the fast path for big ones."""
+    result has x's other axes then y's, with Keras's unit-axis rules for rank-2 inputs. As Keras does
+    it: x as (N, rows, K), y as (N, K, cols), one batched matrix product (BMM)."""
     a0, a1 = axes
     x_rank, y_rank = len(call.shape(x)), len(call.shape(y))
     if x_rank == 2:
@@ -75,17 +75,14 @@ def batch_dot(call: LayerCall, x: str, y: str, axes: tuple[int, int]) -> str:
     x_rest = [i for i in range(1, len(xs)) if i != a0]
     y_rest = [i for i in range(1, len(ys)) if i != a1]
     rx, ry, k = [xs[i] for i in x_rest], [ys[i] for i in y_rest], xs[a0]
-    xt = call.add(Op.RESHAPE, [_transpose(call, x, (0, *x_rest, a0))], {"shape": (*rx, *[1] * len(ry), k)})
-    yt = call.add(Op.RESHAPE, [_transpose(call, y, (0, *y_rest, a1))], {"shape": (*[1] * len(rx), *ry, k)})
-    prod = call.add(Op.MUL, [xt, yt])
-    total = call.add(Op.MUL, [call.add(Op.MEAN, [prod], {"axes": (len(rx) + len(ry) + 1,), "keepdims": False}),
-                              const(call, "count", float(k))])
+    xt = call.add(Op.RESHAPE, [_transpose(call, x, (0, *x_rest, a0))], {"shape": (int(np.prod(rx)), k)})
+    yt = call.add(Op.RESHAPE, [_transpose(call, y, (0, a1, *y_rest))], {"shape": (k, int(np.prod(ry)))})
     out = rx + ry
     if x_rank == 2:
         out = out[1:]
     elif y_rank == 2:
         out = out[:-1]
-    return call.add(Op.RESHAPE, [total], {"shape": tuple(out)})
+    return call.add(Op.RESHAPE, [call.add(Op.BMM, [xt, yt])], {"shape": tuple(out)})
 
 
 @layer("Dot")

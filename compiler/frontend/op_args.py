@@ -16,10 +16,6 @@ from ..ir import Op
 from .context import LayerCall
 from .tensor_ops import Ops, Tensor
 
-#: Python dtype names Keras records with constant arrays
-_DTYPES = {"bool": np.bool_}
-
-
 def _is_tensor_ref(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
 
@@ -34,8 +30,7 @@ def decode(obj: Any, tensors: Iterator[Tensor], ops: Ops) -> Any:
         cls = obj.get("class_name")
         cfg = obj.get("config")
         if cls in ("__numpy__", "__tensor__") and isinstance(cfg, dict):
-            dtype = _DTYPES.get(str(cfg.get("dtype")), None)
-            return ops.const(np.asarray(cfg.get("value"), dtype=dtype).astype(np.float32))
+            return ops.const(np.asarray(cfg.get("value")).astype(np.float32))  # the arena is float32
         if cls == "__slice__" and isinstance(cfg, dict):
             return slice(*(decode(cfg.get(k), tensors, ops) for k in ("start", "stop", "step")))
         if cls == "__ellipsis__":
@@ -58,7 +53,7 @@ def call_arguments(ops: Ops, xs: list[str]) -> tuple[list, dict]:
     return args, kwargs
 
 
-def describe(value: Any, shapes: dict[str, tuple] | None = None) -> str:
+def describe(value: Any) -> str:
     """A short human form of a recorded argument, for error messages."""
     if _is_tensor_ref(value):
         cfg = value.get("config", {})
@@ -67,7 +62,7 @@ def describe(value: Any, shapes: dict[str, tuple] | None = None) -> str:
         dims = "" if shape is None else "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
         return f"<tensor {hist[0]}{dims}>"
     if isinstance(value, list):
-        inner = ", ".join(describe(v, shapes) for v in value[:8])
+        inner = ", ".join(describe(v) for v in value[:8])
         return f"[{inner}{', ...' if len(value) > 8 else ''}]"
     if isinstance(value, dict):
         cls = value.get("class_name")
@@ -80,7 +75,7 @@ def describe(value: Any, shapes: dict[str, tuple] | None = None) -> str:
             return f"{part('start')}:{part('stop')}" + (f":{part('step')}" if cfg.get("step") is not None else "")
         if cls == "__ellipsis__":
             return "..."
-        return "{" + ", ".join(f"{k}: {describe(v, shapes)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -20,6 +20,7 @@ from ..ir import Graph, Op
 from . import masking
 from .context import INTEGER_INPUT_LAYERS, LayerCall
 from .dispatch import REGISTRY_HINT, describe_unsupported, rule_for
+from .ops_keras3 import is_op_node
 
 MODEL_CLASSES = {"Functional", "Model", "Sequential"}
 #: Keras merge layers: `call(inputs)` with one list of tensors
@@ -155,6 +156,23 @@ def _keras2_kwarg_refs(obj: Any) -> list[Ref]:
     return []
 
 
+def _check_merge_call(node: _NodeArgs, keras3_node: bool, where: str) -> None:
+    """A merge layer's `call` takes one list of tensors: a Keras 3 node must pass exactly that; a Keras
+    1/2 node (whose refs Keras passes as one tensor when there is one) at least two. Keras refuses
+    anything else, so kerasjit does too. (keras.ops functions recorded under the same class names take
+    several arguments; they carry another `module`.)"""
+    if keras3_node:
+        first = node.args[0] if node.args else None
+        ok = len(node.args) == 1 and isinstance(first, list) and first and \
+            all(isinstance(a, dict) and a.get("class_name") == "__keras_tensor__" for a in first)
+        if not ok or node.tensor_args != 1 or node.kw_refs:
+            raise ModelFormatError(f"{where}: takes one list of tensors, the config passes {node.tensor_args} "
+                                   f"tensor argument(s): {str(node.args)[:200]}")
+    elif len(node.refs) < 2:
+        raise ModelFormatError(f"{where}: takes a list of at least two tensors, the config passes "
+                               f"{len(node.refs)}")
+
+
 def _ref_list(obj: Any) -> list[Ref]:
     """`input_layers` / `output_layers`: a list of refs, or one bare ref (Keras 3 single tensor); nested
     lists (outputs such as a stacked RNN's per-cell states) are flattened in order, as Keras does."""
@@ -206,11 +224,9 @@ class _Lowering:
         if _is_model(lc):
             return self.model(lc, path + "/", xs)
         node = node or _NodeArgs(list(xs), {}, first_arg=len(xs))
-        if cls in _ONE_LIST_LAYERS and str(lc.get("module", "")).startswith("keras.layers") and node.tensor_args > 1:
-            # a merge layer takes one list of tensors (keras.ops functions of the same class name, recorded
-            # with another module, take several): more arguments are a config Keras itself refuses
-            raise ModelFormatError(f"{self.spec.source}: layer {path!r} ({cls}) takes one list of tensors, the "
-                                   f"config passes {node.tensor_args} tensor arguments")
+        if cls in _ONE_LIST_LAYERS and not is_op_node(lc):  # (operations such as x * 0.5 share these names)
+            recorded = lc.get("inbound_nodes") or [None]
+            _check_merge_call(node, isinstance(recorded[0], dict), f"{self.spec.source}: layer {path!r} ({cls})")
         if cls not in INTEGER_INPUT_LAYERS:
             # Keras autocasts integer inputs of float layers to float32
             xs = [self._as_float(x, path) for x in xs]
@@ -224,14 +240,23 @@ class _Lowering:
                                                     node.tensor_args),
                          first_arg=node.first_arg, tensor_args=node.tensor_args, args=node.args,
                          lower_model=self.lower_model, mask_of=self.masks.get)
+        first_node = len(self.b.nodes)
         try:
             outs = rule(call, xs)
             out_masks = masking.output_masks(call, outs)
         except KerasJitError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, AttributeError) as e:
             raise ModelFormatError(f"{self.spec.source}: layer {path!r} ({cls}): cannot lower its config: "
                                    f"{type(e).__name__}: {e}") from e
+        if len(set(xs)) > 1 and str(lc.get("module", "keras.layers")).startswith("keras.layers"):
+            # a layer that takes one tensor, given several (a config edited by hand), must not quietly
+            # use the first: Keras would stack them, or refuse
+            used = {i for n in self.b.nodes[first_node:] for i in n.inputs} | set(outs)
+            unused = [x for x in dict.fromkeys(xs) if x not in used]
+            if unused and len(unused) < len(set(xs)):
+                raise ModelFormatError(f"{self.spec.source}: layer {path!r} ({cls}) uses {len(set(xs)) - len(unused)} "
+                                       f"of the {len(set(xs))} tensors the config passes it")
         if call.clears_input_masks:
             for x in xs:
                 self.masks.pop(x, None)
@@ -389,7 +414,7 @@ def lower(spec: ModelSpec) -> Graph:
         names = _output_names(spec.config, len(outs))
     except KerasJitError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError, AttributeError) as e:
         # Backstop: a config of the wrong shape (a list where a dict belongs, a missing key) fails
         # somewhere in the walk; it is the file's fault, said with the file's name.
         raise ModelFormatError(f"{spec.source}: malformed model config: {type(e).__name__}: {e}") from e

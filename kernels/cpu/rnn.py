@@ -27,20 +27,6 @@ _B4 = np.float32(1.18534705686654e-04)
 _B6 = np.float32(1.19825839466702e-06)
 _HALF = np.float32(0.5)
 
-#: batch rows per parallel task of a recurrence, and the most tasks (rows are independent sequences)
-ROWS_PER_TASK = 4
-MAX_TASKS = 8
-
-
-@njit(**OPTS)
-def row_tasks(n):
-    """How many tasks run a recurrence over n batch rows: one below 2 * ROWS_PER_TASK rows (a thread
-    hand-off costs more than it saves there), else groups of at least ROWS_PER_TASK rows. (Not
-    `numba.get_num_threads()`, which would make the cached caller uncacheable.)"""
-    if n < 2 * ROWS_PER_TASK:
-        return 1
-    return min(MAX_TASKS, n // ROWS_PER_TASK)
-
 
 @njit(inline="always", **OPTS)
 def tanh32(x):
