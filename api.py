@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, KerasJitError, ModelFormatError
-from .runtime.artifact import environment_key, file_hash, publish_artifact, stage_artifact
+from .runtime.artifact import MODULE, code_key, environment_key, file_hash, publish_artifact, \
+    record_compiled_code, reuse_compiled_code, stage_artifact
 from .runtime.model import CompiledModel, load
 
 log = logging.getLogger("kerasjit")
@@ -126,6 +127,9 @@ def compile(model: Any, weights: str | os.PathLike | None = None, metadata: str 
     # Staged beside `dest` and published by one rename once numba's cache is written and the self-test
     # passed: a concurrent compile of the same model, or one that fails, never leaves a partial artifact
     staged = stage_artifact(dest, files, manifest)
+    code = code_key(files[MODULE], env)
+    if staged.in_cache and reuse_compiled_code(dest.parent, code, staged.path):
+        log.info("the generated code was compiled before (same architecture); reusing numba's cache")
     cm = load(staged.path, self_test=False)
     weakref.finalize(cm, staged.discard)  # a failed compile's staging dir goes with its model
     t1 = time.perf_counter()
@@ -152,6 +156,7 @@ def compile(model: Any, weights: str | os.PathLike | None = None, metadata: str 
         bar.close()
     # the in-memory model stays valid across the rename (same files; the mmap follows the inode)
     cm.path = publish_artifact(staged)
+    record_compiled_code(dest.parent, code, cm.path)
     log.info("compiled %s in %.2fs (numba %.2fs)", manifest["model_name"], time.perf_counter() - t0,
              time.perf_counter() - t1)
     _warn_nonfinite(cm.manifest)

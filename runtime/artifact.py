@@ -152,6 +152,64 @@ def seal_numba_cache(path: Path) -> None:
     write_manifest(path, {**manifest, "files": files, "module_mtime_ns": (path / MODULE).stat().st_mtime_ns})
 
 
+#: cache_root/CODE_INDEX/<code key> names an artifact whose numba cache compiled that generated module
+CODE_INDEX = ".code"
+
+
+def code_key(module_source: bytes, env: dict[str, Any]) -> str:
+    """The key of a compilation of the generated module: its source and the environment compiling it.
+    Weights are data the module reads at run time, so models differing only in weights share it."""
+    h = hashlib.sha256(module_source)
+    h.update(json.dumps(env, sort_keys=True).encode())
+    return h.hexdigest()[:40]
+
+
+def reuse_compiled_code(root: Path, key: str, staged: Path) -> bool:
+    """Give the staged artifact the numba cache of a published artifact in `root` with the same
+    generated code (the code index names it), so numba loads instead of compiling. The donor's files
+    are checked against its manifest first; any doubt means compiling as usual. True if reused."""
+    try:
+        donor = root / (root / CODE_INDEX / key).read_text().strip()
+        if not donor.name or donor.parent != root:
+            return False
+        manifest = json.loads((donor / MANIFEST).read_text())
+        if manifest.get("checksum") != manifest_checksum(manifest):
+            return False
+        files = manifest.get("files", {})
+        if files.get(MODULE) != file_hash(staged / MODULE) or not isinstance(manifest.get("module_mtime_ns"), int):
+            return False
+        cached = {n: h for n, h in files.items() if n.startswith(NUMBA_CACHE + "/")}
+        if not cached:
+            return False
+        (staged / NUMBA_CACHE).mkdir(exist_ok=True)
+        for name, want in cached.items():
+            data = (donor / name).read_bytes()
+            if hashlib.sha256(data).hexdigest() != want:
+                shutil.rmtree(staged / NUMBA_CACHE, ignore_errors=True)
+                return False
+            (staged / name).write_bytes(data)
+        st = (staged / MODULE).stat()
+        os.utime(staged / MODULE, ns=(st.st_atime_ns, manifest["module_mtime_ns"]))  # numba's index key
+        return True
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def record_compiled_code(root: Path, key: str, artifact: Path) -> None:
+    """Name `artifact` (published in `root`) in the code index under `key`; best effort."""
+    artifact = Path(artifact)
+    if artifact.parent != Path(root):
+        return
+    try:
+        index = Path(root) / CODE_INDEX
+        index.mkdir(exist_ok=True)
+        tmp = index / f".{key}.{os.getpid()}"
+        tmp.write_text(artifact.name)
+        os.replace(tmp, index / key)
+    except OSError:
+        pass
+
+
 def publish_artifact(staged: StagedArtifact) -> Path:
     """Seal the staged artifact and move it to its cache path with one atomic rename; return where it is.
 

@@ -76,7 +76,9 @@ class CompiledModel:
             if blob_size else np.zeros(16, np.float32)
         self._blob.flags.writeable = False
         threads.configure()
-        self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{m['key'][:24]}",
+        # named by the code's hash: numba's cache refers to the module by name, so artifacts with the
+        # same generated code (same architecture, other weights) can share one compilation
+        self._module = _load_module(self.path / MODULE, f"kerasjit_gen_{str(m['files'][MODULE])[:24]}",
                                     m["files"][MODULE] if verify else None)
         self._run = getattr(self._module, "run", None)  # the CUDA module has `launches` instead
         self._local = threading.local()

@@ -92,3 +92,23 @@ def test_generated_code_is_cacheable(tmp_path):
         kerasjit.compile(save(m, tmp_path, "json")[0], str(tmp_path / "model.weights.h5"), cache_dir=tmp_path / "c")
     bad = [w for w in caught if "Cannot cache" in str(w.message)]
     assert not bad, [str(w.message) for w in bad]
+
+
+def test_same_architecture_other_weights_reuses_the_compiled_code(tmp_path):
+    """A retrained model (same layers, new weights) is a new artifact whose generated code numba already
+    compiled: its cache is taken from the first artifact, and each gives its own weights' numbers."""
+    m = conv_zoo()
+    x = np.random.default_rng(1).standard_normal((3, 17, 15, 6)).astype(np.float32)
+    cache = tmp_path / "cache"
+    first = kerasjit.compile(save(m, tmp_path / "a", "keras")[0], cache_dir=cache, self_test=False)
+    want_first = keras_predict(m, x)
+    m.set_weights([w * 1.5 + 0.01 for w in m.get_weights()])  # variances stay positive
+    second = kerasjit.compile(save(m, tmp_path / "b", "keras")[0], cache_dir=cache, self_test=False)
+    assert second.path != first.path
+    stats = second._run.stats
+    assert sum(stats.cache_misses.values()) == 0 and sum(stats.cache_hits.values()) >= 1, stats
+    assert_matches(second.predict(x), keras_predict(m, x), "retrained weights")
+    assert_matches(first.predict(x), want_first, "first weights, after the second model loaded")
+    # the reused cache is sealed into the second artifact: it verifies and loads on its own
+    again = kerasjit.load(second.path)
+    assert_matches(again.predict(x), keras_predict(m, x), "reloaded")

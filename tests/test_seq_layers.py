@@ -91,10 +91,12 @@ def mask_zoo():
     s = L.Add(name="add")([L.Dense(3, name="p1")(m), L.Dense(3, name="p2")(e)])
     sg = L.GlobalAveragePooling1D(name="gap_add")(s)
     att = L.Attention(name="att")([d, e])
-    # MultiHeadAttention masks its scores with the query's and value's masks and takes them off its
-    # inputs: the residual sum below has no mask (the embedding's was removed), so the pooling is plain
-    mha = L.MultiHeadAttention(2, 2, name="mha")(e, e)
-    pooled = L.GlobalAveragePooling1D(name="gap_residual")(L.Add(name="residual")([e, mha]))
+    # MultiHeadAttention masks its scores with the query's and value's masks (never recorded in the
+    # config) and takes them off its inputs as it runs; the pooling reads the mask Keras recorded when
+    # the model was built (the OR of the residual's inputs' masks)
+    e2 = L.Embedding(12, 4, mask_zero=True, name="emb_mha")(ids)
+    mha = L.MultiHeadAttention(2, 2, name="mha")(e2, e2)
+    pooled = L.GlobalAveragePooling1D(name="gap_residual")(L.Add(name="residual")([e2, mha]))
     x = L.LSTM(3, name="lstm_explicit")(seq, mask=keep)
     return k.Model([ids, seq, keep], [a, b, z, u, t, g, c, sg, att, mha, pooled, x], name="mask_zoo")
 

@@ -279,7 +279,15 @@ def lower_reshape(call: LayerCall, xs: list[str]) -> list[str]:
        "Identity")
 def lower_identity(call: LayerCall, xs: list[str]) -> list[str]:
     # Inference no-ops; a pass removes them, the node keeps the layer visible in dumps until then.
+    required = _NOOP_REQUIRED.get(call.class_name)
+    if required and not any(k in call.config for k in required):  # Keras refuses the layer without it
+        raise KeyError(f"a {call.class_name} layer's config must give {required[0]!r}")
     return [call.add(Op.IDENTITY, xs[:1])]
+
+
+#: the argument each inference no-op requires in Keras (with its Keras 1 name), though inference ignores it
+_NOOP_REQUIRED = {"Dropout": ("rate", "p"), "SpatialDropout2D": ("rate", "p"), "GaussianDropout": ("rate", "p"),
+                  "AlphaDropout": ("rate", "p"), "GaussianNoise": ("stddev", "sigma")}
 
 
 @layer("ZeroPadding2D")
