@@ -28,8 +28,9 @@ def kerasjit_command() -> list[str]:
 def cli_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     # a user's environment: no test switches (conftest turns numba's CUDA simulator on for the CUDA tests)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KERASJIT_PROGRESS", "KERASJIT_DUMP_AFTER", "NUMBA_ENABLE_CUDASIM")}
+           if k not in ("KERASJIT_PROGRESS", "KERASJIT_DUMP_AFTER", "NUMBA_ENABLE_CUDASIM", "KERASJIT_SELF_TEST")}
     env.update(KERASJIT_CACHE_DIR=str(cache_dir), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env.setdefault("KERASJIT_SELF_TEST", "0")  # as in conftest: the tests compare with Keras themselves
     env.update(extra)
     return env
 

@@ -28,7 +28,9 @@ def test_help_everywhere(run_cli):
     assert run_cli("--version").stdout.strip().endswith("0.1.0")
 
 
-def test_compile_predict_and_self_test(run_cli, mnist):
+def test_compile_predict_and_self_test(run_cli, mnist, auto_self_test):
+    run_cli.env = {**run_cli.env, "KERASJIT_CACHE_DIR": str(auto_self_test)}
+    run_cli.env.pop("KERASJIT_SELF_TEST")
     mnist.copy_to(run_cli.cwd)
     out = run_cli("compile", "model.keras", "-o", "model.kjit").stdout
     assert "compiled 'mnist_cnn' to model.kjit" in out
@@ -67,7 +69,9 @@ def _tamper_self_test(artifact, scale: float) -> None:
     write_manifest(artifact, {k: v for k, v in manifest.items() if k != "checksum"})
 
 
-def test_self_test_mismatch_fails_loudly(run_cli, mnist):
+def test_self_test_mismatch_fails_loudly(run_cli, mnist, auto_self_test):
+    run_cli.env = {**run_cli.env, "KERASJIT_CACHE_DIR": str(auto_self_test)}
+    run_cli.env.pop("KERASJIT_SELF_TEST")
     import kerasjit
     mnist.copy_to(run_cli.cwd)
     run_cli("compile", "model.keras", "-o", "model.kjit")

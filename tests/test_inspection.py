@@ -54,7 +54,6 @@ def test_conv_flops(tmp_path):
     assert cost.flops == 2 * (4 * 4 * 4) * (3 * 3 * 3)
 
 
-@pytest.mark.slow
 def test_inspect_png_of_resnet50_is_readable(run_cli, tmp_path):
     """The picture a user gets: every conv of ResNet50 with its folded BatchNormalization and fused
     activation or residual add in one labelled box, big enough to read (text at 96 dpi)."""

@@ -25,7 +25,8 @@ def nested_shared_model():
     return m
 
 
-def test_live_model_with_nested_model_and_shared_layer(cache_dir):
+def test_live_model_with_nested_model_and_shared_layer(auto_self_test):
+    cache_dir = auto_self_test
     m = nested_shared_model()
     cm = kerasjit.compile(m, cache_dir=cache_dir)
     rng = np.random.default_rng(3)
@@ -44,7 +45,8 @@ def test_live_model_with_nested_model_and_shared_layer(cache_dir):
     assert paths.count("shared") == 2 and "inner/d1" in paths and "inner" in paths
 
 
-def test_self_test_options(mnist, cache_dir, monkeypatch):
+def test_self_test_options(mnist, monkeypatch, auto_self_test):
+    cache_dir = auto_self_test
     x = mnist.x[:3]
     with pytest.raises(kerasjit.KerasJitError, match="test_output was given without test_input"):
         kerasjit.compile(mnist.dir / "model.keras", cache_dir=cache_dir, test_output=mnist.y)

@@ -24,7 +24,6 @@ def test_mnist_convnet(fmt, tmp_path, cache_dir):
     check_model(_build("mnist"), tmp_path, cache_dir, formats=(fmt,), batches=(1, 5))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["squeezenet", "mobilenetv2", "resnet50"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_applications(name, fmt, tmp_path, cache_dir):

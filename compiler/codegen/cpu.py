@@ -188,7 +188,10 @@ class CpuCodegen:
                     idx += 1
                     if idx:
                         self.line(f"#@tick {idx - 1}")
-                    self.line(f"# {node.op.label} {node.layer}")
+                    # the node's index, not its layer's name: code that differs only in names (a model
+                    # built again, re-saved, retrained) is the same code, compiled once; the manifest's
+                    # `nodes` (and graph.txt) name the layers of node k
+                    self.line(f"# node {idx}: {node.op.label}")
                     out = self.define(node.out.name)
                     emit = EMITTERS.get(node.op)
                     if emit is None:

@@ -258,8 +258,8 @@ class CudaCodegen:
             self.line("L = []")
             for v in g.inputs:
                 self.define(v.name)
-            for node in g.nodes:
-                self.line(f"# {node.op.label} {node.layer}")
+            for idx, node in enumerate(g.nodes):
+                self.line(f"# node {idx}: {node.op.label}")  # layer names: manifest.json `nodes`[idx]
                 out = self.define(node.out.name)
                 emit = EMITTERS.get(node.op)
                 if emit is None:
