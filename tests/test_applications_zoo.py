@@ -22,4 +22,5 @@ BUILDERS = {
 def test_application(name, tmp_path, cache_dir):
     m = BUILDERS[name](keras())
     randomize_batchnorm(m)
-    check_model(m, tmp_path, cache_dir, formats=("keras",), batches=(1, 2))
+    errs = check_model(m, tmp_path, cache_dir, formats=("keras",), batches=(1, 2))
+    print(f"[zoo] {name}: max error " + ", ".join(f"{f} batch {b}: {e}" for (f, b), e in errs.items()))
