@@ -28,9 +28,9 @@ def kerasjit_command() -> list[str]:
 def cli_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     # a user's environment: no test switches (conftest turns numba's CUDA simulator on for the CUDA tests)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KERASJIT_PROGRESS", "KERASJIT_DUMP_AFTER", "NUMBA_ENABLE_CUDASIM", "KERASJIT_SELF_TEST")}
-    env.update(KERASJIT_CACHE_DIR=str(cache_dir), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    env.setdefault("KERASJIT_SELF_TEST", "0")  # as in conftest: the tests compare with Keras themselves
+           if k not in ("KERASJIT_PROGRESS", "KERASJIT_DUMP_AFTER", "NUMBA_ENABLE_CUDASIM")}
+    # KERASJIT_SELF_TEST=0 as in conftest (the tests compare with Keras themselves); `run_cli_self_test` drops it
+    env.update(KERASJIT_CACHE_DIR=str(cache_dir), KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", KERASJIT_SELF_TEST="0")
     env.update(extra)
     return env
 
@@ -100,3 +100,12 @@ def mnist(tmp_path_factory) -> ModelFiles:
 def run_cli(tmp_path, cache_dir) -> Cli:
     """`run_cli("compile", ...)` runs the installed command in `tmp_path` with the session's cache."""
     return Cli(tmp_path, cli_env(cache_dir))
+
+
+@pytest.fixture()
+def run_cli_self_test(tmp_path, auto_self_test) -> Cli:
+    """`run_cli` as a user runs it: `compile` stores Keras's outputs as the artifact's self-test (in a
+    cache of its own: the session's may hold the same model compiled without one)."""
+    env = cli_env(auto_self_test)
+    del env["KERASJIT_SELF_TEST"]
+    return Cli(tmp_path, env)

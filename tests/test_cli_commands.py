@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli_fixtures import kerasjit_command, mnist, run_cli  # noqa: F401  (fixtures)
+from cli_fixtures import kerasjit_command, mnist, run_cli, run_cli_self_test  # noqa: F401  (fixtures)
 from oracle import assert_matches
 
 COMMANDS = [["compile"], ["predict"], ["demo"], ["inspect"], ["check"], ["bench"], ["encode"], ["cache"],
@@ -28,9 +28,8 @@ def test_help_everywhere(run_cli):
     assert run_cli("--version").stdout.strip().endswith("0.1.0")
 
 
-def test_compile_predict_and_self_test(run_cli, mnist, auto_self_test):
-    run_cli.env = {**run_cli.env, "KERASJIT_CACHE_DIR": str(auto_self_test)}
-    run_cli.env.pop("KERASJIT_SELF_TEST")
+def test_compile_predict_and_self_test(run_cli_self_test, mnist):
+    run_cli = run_cli_self_test
     mnist.copy_to(run_cli.cwd)
     out = run_cli("compile", "model.keras", "-o", "model.kjit").stdout
     assert "compiled 'mnist_cnn' to model.kjit" in out
@@ -69,9 +68,8 @@ def _tamper_self_test(artifact, scale: float) -> None:
     write_manifest(artifact, {k: v for k, v in manifest.items() if k != "checksum"})
 
 
-def test_self_test_mismatch_fails_loudly(run_cli, mnist, auto_self_test):
-    run_cli.env = {**run_cli.env, "KERASJIT_CACHE_DIR": str(auto_self_test)}
-    run_cli.env.pop("KERASJIT_SELF_TEST")
+def test_self_test_mismatch_fails_loudly(run_cli_self_test, mnist):
+    run_cli = run_cli_self_test
     import kerasjit
     mnist.copy_to(run_cli.cwd)
     run_cli("compile", "model.keras", "-o", "model.kjit")
