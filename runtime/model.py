@@ -161,15 +161,16 @@ class CompiledModel:
         n = int(xs[0].shape[0])
         outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
         if n:
+            nt = threads.threads()  # numba's thread count for this calling thread (numba.set_num_threads)
             with self._call_lock:
                 if self._state_per_sample:
                     # states are laid out per node, then per row: the batch runs whole (it is the batch
                     # the states belong to)
-                    self._run(self._blob, self._arena(n), n, *xs, *outs, self._states(n))
+                    self._run(self._blob, self._arena(n), n, nt, *xs, *outs, self._states(n))
                 else:
                     # rows slices of C-contiguous arrays stay C-contiguous: one numba signature for all
                     for lo, hi in batch_chunks(n, self._arena_per_sample, arena_limit_bytes(self.max_arena_bytes)):
-                        self._run(self._blob, self._arena(hi - lo), hi - lo, *[a[lo:hi] for a in xs],
+                        self._run(self._blob, self._arena(hi - lo), hi - lo, nt, *[a[lo:hi] for a in xs],
                                   *[o[lo:hi] for o in outs])
         return outs[0] if len(outs) == 1 else outs
 

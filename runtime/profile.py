@@ -6,16 +6,31 @@ where the time goes.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .model import CompiledModel
+from .threads import threads
 
 
 def profile(cm: CompiledModel, x: Any, repeats: int = 5) -> list[dict]:
-    """Median seconds per node over `repeats` runs on input `x`, with op and layer of each node."""
+    """Median seconds per node over `repeats` runs on input `x`, with op and layer of each node.
+
+    Runs on a private copy of the artifact: the twin calls the kernels from Python, where numba may
+    compile (and cache) other specializations than `run` uses, and the artifact itself must stay as
+    its manifest says."""
+    with tempfile.TemporaryDirectory(prefix="kerasjit-profile-") as tmp:
+        copy = Path(tmp) / cm.path.name
+        shutil.copytree(cm.path, copy)
+        return _profile(CompiledModel(copy, verify=False), x, repeats)
+
+
+def _profile(cm: CompiledModel, x: Any, repeats: int) -> list[dict]:
     xs = cm._normalize(x)
     n = int(xs[0].shape[0])
     outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in cm.output_shapes]
@@ -31,7 +46,7 @@ def profile(cm: CompiledModel, x: Any, repeats: int = 5) -> list[dict]:
                 samples[k].append(now - last[0])
             last[0] = now
         state = [cm._states(n)] if cm.stateful else []  # stateful RNNs' state buffer comes last
-        cm._module.run_profiled(cm._blob, arena, n, *xs, *outs, *state, tick)
+        cm._module.run_profiled(cm._blob, arena, n, threads(), *xs, *outs, *state, tick)
     return [{**node, "seconds": float(np.median(s)) if s else 0.0} for node, s in zip(nodes, samples)]
 
 

@@ -66,6 +66,15 @@ def configure() -> None:
         _done = True
 
 
+def threads() -> int:
+    """Threads the generated code splits its parallel work for: numba's count for the calling thread
+    (`numba.set_num_threads`, `NUMBA_NUM_THREADS`). Passed into `run`: calling numba's
+    `get_num_threads()` inside jitted code would make the cached module uncacheable."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
 def needs_lock() -> bool:
     """Whether predict calls must be serialized (only with numba's workqueue layer)."""
     return not _safe_layer

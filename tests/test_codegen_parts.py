@@ -50,5 +50,5 @@ def test_layout_moves_match_the_interpreter(tmp_path):
     out = np.zeros((n,) + g.values()[g.outputs[0]].shape[1:], np.float32)
     blob = np.frombuffer(gen.blob.tobytes(), np.float32)
     arena = np.zeros(max(n * gen.plan.arena_per_sample, 1), np.float32)
-    mod.run_profiled(blob, arena, n, x, out, lambda k: None)
+    mod.run_profiled(blob, arena, n, 1, x, out, lambda k: None)
     np.testing.assert_array_equal(out, interpret(g, [x])[0])

@@ -173,7 +173,7 @@ class CpuCodegen:
         ins = [f"in{k}" for k in range(len(g.inputs))]
         outs = [f"out{k}" for k in range(len(g.outputs))]
         state = ["state"] if self.state_slots else []
-        args = ", ".join(["blob", "arena", "n"] + ins + outs + state)
+        args = ", ".join(["blob", "arena", "n", "nt"] + ins + outs + state)
         # `run` calls the model in parts of PART_NODES nodes, each its own jitted function: numba's
         # compile time grows faster than linearly with a function's length (LLVM optimizes one huge
         # function for many minutes: DenseNet121's ~560 statements), and linearly with their number.
@@ -215,11 +215,12 @@ class CpuCodegen:
                 self.line(f"_run{k}({args})")
             self.line("return 0")
         head = ["import math", "import numpy as np", "from numba import njit, prange",
-                "from kerasjit.kernels.cpu import gemm as _gemm",
+                "from kerasjit.kernels.cpu import blas as _blas, gemm as _gemm",
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
-                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq", ""]
+                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq", "",
+                "_F0 = np.float32(0.0)", ""]
         run = self.body.getvalue()
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
             run + "\n\n" + _profiled_twin(run)

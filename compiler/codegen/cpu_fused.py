@@ -79,14 +79,16 @@ def _epilogue_lines(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: Inden
     buf.line(f"{main} = v")
 
 
-def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer) -> None:
+def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer,
+                  cols: tuple[str, str] = ("0", "C")) -> None:
+    """Apply the epilogue to rows r0..r1 (columns cols[0]..cols[1]) of `o2`, in place."""
     if not node.epilogue:
         return
     buf.line("for r in range(r0, r1):")
     with buf.indent():
         buf.line("b = r // M")
         buf.line("m = r - b * M")
-        buf.line("for c in range(C):")
+        buf.line(f"for c in range({cols[0]}, {cols[1]}):")
         with buf.indent():
             _epilogue_lines(cg, node, flags, buf, "o2[r, c]")
 
@@ -121,7 +123,12 @@ def _tasks(buf: IndentedBuffer, task_body) -> None:
 def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: tuple | None) -> bool:
     """Emit a fused GEMM driver call: rows of `x2` (or im2col rows of x when `im2col` is given:
     (x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch), x viewed as NHWC) times `w`, epilogue fused.
-    False if it cannot."""
+    False if it cannot.
+
+    The output is cut into a grid of tiles (`_gemm.tiles`): blocks of rows when there are many, else
+    blocks of columns, so that each thread reads only its share of the weights. A task builds the
+    im2col rows of its block (or, with column blocks, all tasks share rows built first), multiplies
+    with `_blas.sgemm` and applies the epilogue while its tile is in cache."""
     ops = plan_operands(cg, node)
     if ops is None:
         return False
@@ -130,26 +137,38 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: t
     kind = "conv" if im2col else "gemm"
 
     def build(buf: IndentedBuffer) -> None:
-        head = "x, w, o3, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, o3"
+        head = "x, w, o3, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, o3, nt"
         buf.line(f"def {{name}}({head}{args}):")
         with buf.indent():
             buf.line("N, M, C = o3.shape")
             buf.line("K = w.shape[0]")
             buf.line("rows = N * M")
             buf.line("o2 = o3.reshape((rows, C))")
-            buf.line("chunk = _gemm.row_chunk(rows, K, C)")
-            buf.line("tasks = (rows + chunk - 1) // chunk")
+            buf.line("rchunk, cchunk = _gemm.tiles(rows, K, C, nt)")
+            buf.line("rt = (rows + rchunk - 1) // rchunk")
+            buf.line("ct = (C + cchunk - 1) // cchunk")
+            buf.line("tasks = rt * ct")
+            if im2col:
+                buf.line("a = scratch[:rows * K]")
+                buf.line("if ct > 1:  # column blocks share the rows: build them all first")
+                with buf.indent():
+                    buf.line("_gemm.im2col_par(x, rows, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a, nt)")
+            else:
+                buf.line("a = x2")
 
             def task(b: IndentedBuffer) -> None:
-                b.line("r0 = t * chunk")
-                b.line("r1 = min(rows, r0 + chunk)")
+                b.line("ri = t // ct")
+                b.line("r0 = ri * rchunk")
+                b.line("r1 = min(rows, r0 + rchunk)")
+                b.line("c0 = (t - ri * ct) * cchunk")
+                b.line("c1 = min(C, c0 + cchunk)")
                 if im2col:
-                    b.line("col = scratch[r0 * K:r1 * K].reshape((r1 - r0, K))")
-                    b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)")
-                    b.line("np.dot(col, w, o2[r0:r1])")
-                else:
-                    b.line("np.dot(x2[r0:r1], w, o2[r0:r1])")
-                _row_epilogue(cg, node, flags, b)
+                    b.line("if ct == 1:")
+                    with b.indent():
+                        b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, "
+                               "a[r0 * K:r1 * K].reshape((r1 - r0, K)))")
+                b.line("_blas.sgemm(a, r0 * K, K, w, c0, C, o2, r0 * C + c0, C, r1 - r0, c1 - c0, K, _F0)")
+                _row_epilogue(cg, node, flags, b, ("c0", "c1"))
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)
     shape = node.out.shape
@@ -160,10 +179,10 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: t
     opargs = "".join(f", {e}" for e, _ in ops)
     if im2col:
         x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch = im2col
-        cg.line(f"{name}({x}, {w}, {o3}, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
+        cg.line(f"{name}({x}, {w}, {o3}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
                 f"{scratch}{opargs})")
     else:
-        cg.line(f"{name}({x2}, {w}, {o3}{opargs})")
+        cg.line(f"{name}({x2}, {w}, {o3}, nt{opargs})")
     return True
 
 

@@ -1,0 +1,90 @@
+"""The CPU backend's GEMM drivers: the BLAS call on sub-matrices, how a GEMM is cut into tiles for the
+threads, and whole models whose GEMMs take each tiling path, against Keras at 1 and 2 threads."""
+import numba
+import numpy as np
+import pytest
+
+import kerasjit
+from kerasjit.kernels.cpu.blas import sgemm
+from kerasjit.kernels.cpu.gemm import tiles
+from oracle import keras, save
+
+
+@numba.njit(cache=False)
+def _block(a, b, c, r0, r1, c0, c1, beta):
+    m, k = a.shape
+    n = b.shape[1]
+    sgemm(a, r0 * k, k, b, c0, n, c, r0 * n + c0, n, r1 - r0, c1 - c0, k, beta)
+
+
+@pytest.mark.parametrize("m", [1, 2, 37])
+def test_sgemm_on_blocks(m):
+    """A block of rows and columns of C = A @ B (+ C with beta 1), nothing outside the block touched;
+    one row goes through GEMV."""
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 90)).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    r0, r1 = (0, 1) if m == 1 else (1, m - 1 if m > 2 else 2)
+    c = np.full((m, 90), 7.0, np.float32)
+    _block(a, b, c, r0, r1, 16, 80, np.float32(0))
+    np.testing.assert_allclose(c[r0:r1, 16:80], ref[r0:r1, 16:80], rtol=1e-5, atol=1e-4)
+    outside = np.ones_like(c, bool)
+    outside[r0:r1, 16:80] = False
+    assert (c[outside] == 7.0).all()
+    _block(a, b, c, r0, r1, 16, 80, np.float32(1))
+    np.testing.assert_allclose(c[r0:r1, 16:80], 2 * ref[r0:r1, 16:80], rtol=1e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("rows,k,m", [(1, 2048, 1000), (49, 4608, 512), (196, 2304, 256), (196, 64, 384),
+                                      (3136, 576, 64), (100000, 27, 32), (7, 10, 3)])
+@pytest.mark.parametrize("nt", [1, 2, 3, 16])
+def test_tiles_cover_the_output(rows, k, m, nt):
+    """Tiles cover every output element once; few rows split columns, many rows split rows; a single
+    thread gets whole rows."""
+    rc, cc = tiles(rows, k, m, nt)
+    assert rc >= 1 and cc >= 1
+    rt, ct = -(-rows // rc), -(-m // cc)
+    assert (rt - 1) * rc < rows <= rt * rc and (ct - 1) * cc < m <= ct * cc
+    if nt == 1:
+        assert cc == m
+    if nt > 1 and rows >= 128 * nt:
+        assert cc == m and rt >= nt  # every thread gets rows
+    if ct > 1:
+        assert rc == rows and ct <= nt
+
+
+def _tiling_model():
+    """Convs and dense layers whose GEMMs take every tiling path at batch 1 and 2: many rows (im2col
+    rows per task), few rows (columns per thread, im2col built first), one row (GEMV per column
+    block), with fused bias, residual and activation."""
+    k = keras()
+    L = k.layers
+    x = k.Input((20, 20, 3), name="img")
+    h = L.Conv2D(32, 3, padding="same", activation="relu", name="many_rows")(x)          # 400 rows
+    h = L.Conv2D(48, 3, strides=4, padding="same", name="few_rows_im2col")(h)            # 25 rows
+    r = L.Conv2D(256, 1, activation="relu", name="few_rows_pointwise")(h)               # 25 x 48 x 256
+    s = L.Conv2D(256, 3, padding="same", name="few_rows_deep")(L.Conv2D(64, 1)(h))      # 25 x 576 x 256
+    h = L.Add()([r, s])
+    h = L.Activation("relu")(h)
+    h = L.GlobalAveragePooling2D()(h)
+    h = L.Dense(300, activation="tanh", name="one_row")(h)                              # GEMV x 2
+    out = L.Dense(10, name="logits")(h)
+    return k.Model(x, out, name="tiling")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tilings_match_keras(threads, tmp_path, cache_dir):
+    m = _tiling_model()
+    path, _ = save(m, tmp_path, "keras")
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    rng = np.random.default_rng(threads)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for n in (1, 2):
+            x = rng.standard_normal((n, 20, 20, 3)).astype(np.float32)
+            ref = np.asarray(m(x))
+            np.testing.assert_allclose(cm.predict(x), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    finally:
+        numba.set_num_threads(before)
