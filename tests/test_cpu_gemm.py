@@ -1,5 +1,7 @@
 """The CPU backend's GEMM drivers: the BLAS call on sub-matrices, how a GEMM is cut into tiles for the
 threads, and whole models whose GEMMs take each tiling path, against Keras at 1 and 2 threads."""
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -88,3 +90,38 @@ def test_tilings_match_keras(threads, tmp_path, cache_dir):
             np.testing.assert_allclose(cm.predict(x), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
     finally:
         numba.set_num_threads(before)
+
+
+def _winograd_model():
+    """3x3 stride-1 convs that take the Winograd path (>= 16 input channels, >= 100 output pixels):
+    odd and even output sizes, 'valid' and 'same' padding (tiles over the border), a fused residual,
+    folded BatchNormalization and activation; and one below the pixel threshold (im2col path)."""
+    k = keras()
+    L = k.layers
+    x = k.Input((13, 12, 16), name="img")
+    a = L.Conv2D(24, 3, padding="same", name="same_odd")(x)                    # 13x12: odd rows
+    a = L.BatchNormalization(name="bn")(a)
+    a = L.Activation("relu")(a)
+    b = L.Conv2D(24, 3, padding="same", use_bias=False, name="residual")(a)
+    b = L.Add()([a, b])
+    b = L.Activation("swish")(b)
+    c = L.Conv2D(20, 3, padding="valid", activation="relu", name="valid")(b)   # 11x10
+    d = L.Conv2D(17, 3, padding="valid", name="valid_odd")(c)                  # 9x8: below 100 pixels
+    return k.Model(x, [b, c, d], name="winograd")
+
+
+def test_winograd_convs_match_keras(tmp_path, cache_dir):
+    from oracle import randomize_batchnorm
+    m = _winograd_model()
+    randomize_batchnorm(m)
+    path, _ = save(m, tmp_path, "keras")
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    src = (cm.path / "model_gen.py").read_text()
+    run = src[:src.index("_profiled(")]
+    assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 3  # the three convs of >= 100 pixels
+    rng = np.random.default_rng(0)
+    for n in (1, 3):
+        x = rng.standard_normal((n, 13, 12, 16)).astype(np.float32)
+        for got, ref in zip(cm.predict(x), m(x)):
+            ref = np.asarray(ref)
+            np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)

@@ -16,6 +16,7 @@ import numpy as np
 from ...errors import CompileError
 from ..ir import Graph, Group, Node, Op
 from ..plan import Plan, plan_memory
+from ...kernels.cpu import winograd as _wino
 from . import cpu_fused
 from .common import Blob, Constants, IndentedBuffer, collapse, dims_expr, step_lines
 from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
@@ -96,6 +97,9 @@ class CpuCodegen:
             return 0
         if groups == 1 and _is_pointwise(n, x, w):
             return 0
+        if _is_winograd(n, x, w):  # V and M of every tile, or im2col rows if the fused driver can't be used
+            tiles = ((n.out.shape[1] + 1) // 2) * ((n.out.shape[2] + 1) // 2)
+            return max(16 * (cig + co) * tiles, pixels * taps * cig)
         return pixels * taps * cig + (pixels * (co // groups) if groups > 1 else 0)
 
     def in_place_ok(self, n: Node) -> bool:
@@ -219,7 +223,7 @@ class CpuCodegen:
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
-                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq", "",
+                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq, winograd as _wino", "",
                 "_F0 = np.float32(0.0)", ""]
         run = self.body.getvalue()
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
@@ -249,6 +253,21 @@ def _profiled_twin(run_source: str) -> str:
 def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
     # 3D convolutions always take the im2col path (Keras has no depthwise 3D layer)
     return len(w) <= 4 and w[-2] == 1 and n.attr("groups", 1) == x[-1] and n.attr("groups", 1) > 1
+
+
+#: Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs with at least this many input channels (fewer:
+#: the transforms cost more than the multiplications they save; a network's first layer) ...
+WINOGRAD_MIN_CIN = 16
+#: ... and at least this many output pixels per sample (fewer: the 16 transformed kernels, 1.8x the
+#: weights, stream from memory for too few tiles; ResNet50's 7x7 stage at batch 1)
+WINOGRAD_MIN_PIXELS = 100
+
+
+def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:
+    return (len(w) == 4 and tuple(w[:2]) == (3, 3) and n.attr("groups", 1) == 1
+            and tuple(n.attr("strides")) == (1, 1) and tuple(n.attr("dilation")) == (1, 1)
+            and w[2] >= WINOGRAD_MIN_CIN and len(n.out.shape) == 4
+            and int(n.out.shape[1]) * int(n.out.shape[2]) >= WINOGRAD_MIN_PIXELS)
 
 
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
@@ -299,6 +318,10 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
         if cpu_fused.emit_depthwise(cg, node, ov, xv, wv, ss + ds + ps):
             return
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
+    elif (_is_winograd(node, xs, w.shape) and
+          cpu_fused.emit_winograd(cg, node, out, xv, cg.weight(f"{wname}@wino", _wino.transform_weights(w)),
+                                  ps, scratch)):
+        return
     elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
         return
     else:

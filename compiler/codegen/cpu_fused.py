@@ -214,3 +214,69 @@ def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geome
     sh, sw, dh, dw, pt, pl = geometry
     cg.line(f"{name}({x}, {w}, {out}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}{opargs})")
     return True
+
+
+def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, u: str, pads: tuple, scratch: str) -> bool:
+    """Emit a fused Winograd F(2x2, 3x3) driver call (kernels/cpu/winograd.py): tasks of tiles, each
+    transforms its input tiles, runs the 16 GEMMs and the output transform with the epilogue fused.
+    False if the epilogue's operands do not fit."""
+    ops = plan_operands(cg, node)
+    if ops is None:
+        return False
+    flags = [f for _, f in ops]
+    args = "".join(f", a{k}" for k in range(len(ops)))
+
+    def build(buf: IndentedBuffer) -> None:
+        buf.line(f"def {{name}}(x, u, o3, nt, oh, ow, pt, pl, scratch{args}):")
+        with buf.indent():
+            buf.line("N, M, C = o3.shape")
+            buf.line("CI = x.shape[3]")
+            buf.line("th = (oh + 1) // 2")
+            buf.line("tw = (ow + 1) // 2")
+            buf.line("T = N * th * tw")
+            buf.line("o2 = o3.reshape((N * M, C))")
+            buf.line("chunk = _wino.tile_chunk(T, CI, C, nt)")
+            buf.line("tasks = (T + chunk - 1) // chunk")
+
+            def task(b: IndentedBuffer) -> None:
+                b.line("t0 = t * chunk")
+                b.line("t1 = min(T, t0 + chunk)")
+                b.line("cnt = t1 - t0")
+                b.line("base = 16 * (CI + C) * t0")
+                b.line("vv = scratch[base:base + 16 * cnt * CI].reshape((16, cnt, CI))")
+                b.line("mm = scratch[base + 16 * cnt * CI:base + 16 * cnt * (CI + C)].reshape((16, cnt, C))")
+                b.line("_wino.input_tiles(x, t0, t1, th, tw, pt, pl, vv)")
+                b.line("for e in range(16):")
+                with b.indent():
+                    b.line("_blas.sgemm(vv, e * cnt * CI, CI, u, e * CI * C, C, mm, e * cnt * C, C, cnt, C, CI, _F0)")
+                b.line("s8 = np.empty((8, C), np.float32)")
+                b.line("ys = np.empty((4, C), np.float32)")
+                b.line("for i in range(cnt):")
+                with b.indent():
+                    b.line("tt = t0 + i")
+                    b.line("b = tt // (th * tw)")
+                    b.line("rem = tt - b * th * tw")
+                    b.line("oi = 2 * (rem // tw)")
+                    b.line("oj = 2 * (rem - (rem // tw) * tw)")
+                    b.line("_wino.output_tile(mm, i, s8, ys)")
+                    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                        cond = " and ".join(c for c, on in (("oi + 1 < oh", dy), ("oj + 1 < ow", dx)) if on)
+                        if cond:
+                            b.line(f"if {cond}:")
+                            b.level += 1
+                        b.line(f"m = (oi + {dy}) * ow + oj + {dx}")
+                        b.line("r = b * M + m")
+                        b.line("for c in range(C):")
+                        with b.indent():
+                            b.line(f"o2[r, c] = ys[{2 * dy + dx}, c]")
+                            if node.epilogue:
+                                _epilogue_lines(cg, node, flags, b, "o2[r, c]")
+                        if cond:
+                            b.level -= 1
+            _tasks(buf, task)
+    name = _define(cg, "wino", node, flags, build)
+    shape = node.out.shape
+    o3 = f"{out}.reshape((n, {int(shape[1]) * int(shape[2])}, {shape[-1]}))"
+    opargs = "".join(f", {e}" for e, _ in ops)
+    cg.line(f"{name}({x}, {u}, {o3}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
+    return True
