@@ -172,7 +172,8 @@ def _row_gate_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
         rb = lambda k: f" + rb[{k} + j]" if a.get("has_rbias") else ""  # noqa: E731
         return (_loop(f"{2 * F}", f"z[b, j] = xp[b, t, j] + (z[b, j]{rb(0)})")
                 + ract("z", "0", "_r") + ract("z", f"{F}", "_s")
-                + _loop("F", f"z[b, {2 * F} + j] = xp[b, t, {2 * F} + j] + z[b, {F} + j] * (z[b, {2 * F} + j]{rb(2 * F)})")
+                + _loop("F", f"z[b, {2 * F} + j] = xp[b, t, {2 * F} + j]"
+                             f" + z[b, {F} + j] * (z[b, {2 * F} + j]{rb(2 * F)})")
                 + act("z", f"{2 * F}", "_a")
                 + _loop("F", f"h[b, j] = z[b, j] * h[b, j] + ({one} - z[b, j]) * z[b, {2 * F} + j]"))
     if geo.cell == "gru":  # the second half, after the product of r * h (see `_kernel_source`)
