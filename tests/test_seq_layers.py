@@ -33,6 +33,51 @@ def rnn_zoo():
     return k.Model([seq, h0, c0], [a, ah, ac, b, c, cs, d, e, f] + more, name="rnn_zoo")
 
 
+def gate_activations_zoo():
+    """The activations of a whole gate (softmax, log_softmax, sparsemax; glu on 2 units, whose one value
+    Keras broadcasts), which Keras's cells apply to each gate's units separately: every cell kind, masked."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 4), name="seq")
+    m = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.SimpleRNN(4, activation="softmax", return_sequences=True, name="srnn_softmax")(m),
+            L.LSTM(2, activation="glu", recurrent_activation="sparsemax", name="lstm_glu")(m),
+            L.GRU(3, activation="log_softmax", recurrent_activation="softmax", name="gru_softmax")(m),
+            L.GRU(2, reset_after=False, activation="sparsemax", recurrent_activation="glu", name="gru_v1_glu")(seq)]
+    return k.Model(seq, outs, name="gate_activations_zoo")
+
+
+def gate_activations_wrapped_zoo():
+    """The same activations in every other place a cell's options come from (interpreted only: the
+    kernels are those of gate_activations_zoo)."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 4), name="seq")
+    clip = k.Input((3, 4, 4, 2), name="clip")
+    m = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.SimpleRNN(3, activation="log_softmax", go_backwards=True, name="srnn_log_softmax")(seq),
+            L.SimpleRNN(5, activation="sparsemax", return_state=True, name="srnn_sparsemax")(m)[1],
+            L.LSTM(4, activation="softmax", recurrent_activation="log_softmax", return_sequences=True,
+                   name="lstm_softmax")(m),
+            L.LSTM(2, recurrent_activation="glu", unroll=True, name="lstm_rglu")(m),
+            L.GRU(2, activation="glu", recurrent_activation="sparsemax", name="gru_glu")(seq),
+            L.GRU(3, reset_after=False, activation="softmax", recurrent_activation="log_softmax", name="gru_v1")(m),
+            L.Bidirectional(L.LSTM(3, recurrent_activation="softmax", return_sequences=True), name="bi")(m),
+            L.Bidirectional(L.GRU(2, activation="sparsemax"), backward_layer=L.GRU(
+                2, activation="glu", go_backwards=True), merge_mode="mul", name="bi_back")(seq),
+            L.RNN(L.SimpleRNNCell(3, activation="softmax"), name="rnn_cell")(m),
+            L.RNN([L.GRUCell(3, recurrent_activation="sparsemax"), L.LSTMCell(2, activation="glu")],
+                  return_sequences=True, name="stacked")(m),
+            L.ConvLSTM2D(3, 3, activation="sparsemax", recurrent_activation="log_softmax", return_sequences=True,
+                         name="clstm")(clip)]
+    return k.Model([seq, clip], outs, name="gate_activations_wrapped_zoo")
+
+
+def gate_inputs(b):
+    x, clip = floats((b, 6, 4), (b, 3, 4, 4, 2), seed=b)
+    return [padded(x, [6 - (i * 2) % 6 for i in range(b)], -1.0), clip]
+
+
 def cells_zoo():
     """`RNN` over single cells and StackedRNNCells (states of every cell returned), masked by Masking."""
     k = keras()
@@ -133,7 +178,8 @@ def embedding_inputs(b):
 
 # ---------------------------------------------------------------------------------------------- wrappers
 def time_distributed_zoo():
-    """TimeDistributed around Dense, Conv2D and a nested model; ConvLSTM2D with its options."""
+    """TimeDistributed around Dense, Conv2D and a nested model; ConvLSTM2D with its options (and
+    activations of a whole gate)."""
     k = keras()
     L = k.layers
     fi = k.Input((6, 6, 2))
@@ -144,7 +190,8 @@ def time_distributed_zoo():
     b = L.TimeDistributed(frame, name="td_model")(clip)
     c = L.TimeDistributed(L.Dense(5), name="td_dense")(clip)
     d = L.ConvLSTM2D(3, 3, padding="same", return_sequences=True, name="clstm")(clip)
-    e = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), go_backwards=True, return_state=True, name="clstm_state")(d)
+    e = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), go_backwards=True, return_state=True, activation="log_softmax",
+                     recurrent_activation="glu", name="clstm_state")(d)
     return k.Model(clip, [a, b, c, d] + list(e), name="time_distributed_zoo")
 
 
@@ -172,6 +219,49 @@ def attention_zoo():
     return k.Model([q, v, am], outs, name="attention_zoo")
 
 
+def mha_axes_zoo(wide=False):
+    """MultiHeadAttention over other attention_axes than time (inputs of rank 4 and 5, axes in any order,
+    several at once, negative), with Keras masks, attention_mask and use_causal_mask where Keras can
+    broadcast them, attention scores returned, and a query that may attend nothing (Keras's explicit
+    path gives it zero weights). `wide`: the variants interpreted only (the kernels are the same)."""
+    k = keras()
+    L = k.layers
+    x4, y4 = k.Input((3, 4, 6), name="x4"), k.Input((3, 5, 6), name="y4")
+    sq, x5 = k.Input((4, 4, 6), name="sq"), k.Input((2, 3, 2, 4), name="x5")
+    am = k.Input((3, 4, 5), name="am")
+    ids = k.Input((5,), dtype="int32", name="ids")
+    m4 = L.Masking(mask_value=-1.0, name="pad")(x4)
+    if not wide:
+        outs = [L.MultiHeadAttention(2, 3, attention_axes=2, name="mha_ax2")(m4, y4, attention_mask=am),
+                *L.MultiHeadAttention(2, 2, attention_axes=(2, 1), value_dim=3, output_shape=(2, 2),
+                                      name="mha_ax21")(x4, x4, return_attention_scores=True)]
+    else:
+        # (one Embedding each: Keras takes the masks off an MHA's inputs as it runs)
+        e, e2 = (L.Embedding(9, 4, mask_zero=True, name=f"emb{i}")(ids) for i in range(2))
+        outs = [L.MultiHeadAttention(2, 3, name="mha_default_axes")(x4, x4),
+                L.MultiHeadAttention(2, 2, attention_axes=(1, 2), name="mha_ax12")(x4, x4),
+                L.MultiHeadAttention(2, 2, attention_axes=(-2,), name="mha_neg")(m4, m4),
+                L.MultiHeadAttention(2, 2, attention_axes=(2,), name="mha_causal")(sq, sq, use_causal_mask=True),
+                L.MultiHeadAttention(3, 2, attention_axes=(1, 3), name="mha_5d")(x5, x5),
+                L.MultiHeadAttention(2, 2, dropout=0.2, name="mha_explicit_masked")(e, e),
+                *L.MultiHeadAttention(2, 2, name="mha_scores_masked")(e2, e2, return_attention_scores=True)]
+        return k.Model([x4, sq, x5, ids], outs, name="mha_axes_zoo_wide")
+    return k.Model([x4, y4, am], outs, name="mha_axes_zoo")
+
+
+def mha_axes_inputs(b, wide=False):
+    x4, y4, sq, x5 = floats((b, 3, 4, 6), (b, 3, 5, 6), (b, 4, 4, 6), (b, 2, 3, 2, 4), seed=b)
+    x4[:, :, -1] = -1.0
+    x4[0, 1] = -1.0
+    am = (np.random.default_rng(b).random((b, 3, 4, 5)) > 0.4).astype(np.float32)
+    return [x4, sq, x5, tokens(b, 5, 9, seed=b)] if wide else [x4, y4, am]
+
+
+def test_mha_attention_axes_wide(tmp_path, cache_dir):
+    model = randomize(mha_axes_zoo(wide=True))
+    check_all_formats(model, tmp_path, cache_dir, inputs=lambda b: mha_axes_inputs(b, True), compile=False)
+
+
 def attention_inputs(b):
     q, v = floats((b, 5, 8), (b, 6, 8), seed=b)
     am = (np.random.default_rng(b).random((b, 5, 6)) > 0.3).astype(np.float32)
@@ -181,12 +271,14 @@ def attention_inputs(b):
 
 ZOOS = {
     "rnn": (rnn_zoo, lambda b: floats((b, 6, 3), (b, 4), (b, 4), seed=b)),
+    "gate_activations": (gate_activations_zoo, lambda b: gate_inputs(b)[:1]),
     "cells": (cells_zoo, lambda b: [padded(floats((b, 7, 3), seed=b)[0], [7 - (i * 2) % 7 for i in range(b)], -1.0)]),
     "bidirectional": (bidirectional_zoo, lambda b: floats((b, 5, 3), seed=b) + [tokens(b, 5, 10)]),
     "mask": (mask_zoo, mask_inputs),
     "embedding": (embedding_zoo, embedding_inputs),
     "time_distributed": (time_distributed_zoo, lambda b: floats((b, 3, 6, 6, 2), seed=b)),
     "attention": (attention_zoo, attention_inputs),
+    "mha_axes": (mha_axes_zoo, mha_axes_inputs),
 }
 
 
@@ -195,6 +287,11 @@ def test_sequence_layers(name, tmp_path, cache_dir):
     build, inputs = ZOOS[name]
     model = randomize(build())
     check_all_formats(model, tmp_path, cache_dir, batches=(1, 3), inputs=inputs)
+
+
+def test_gate_activations_everywhere(tmp_path, cache_dir):
+    model = randomize(gate_activations_wrapped_zoo())
+    check_all_formats(model, tmp_path, cache_dir, inputs=gate_inputs, compile=False)
 
 
 # ---------------------------------------------------------------------------------------------- state
