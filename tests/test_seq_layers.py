@@ -162,18 +162,20 @@ def embedding_zoo():
     i64 = k.Input((5,), dtype="int64", name="i64")
     u8 = k.Input((5,), dtype="uint8", name="u8")
     f32 = k.Input((5,), name="f32")
-    outs = [L.Embedding(9, 3, name=f"emb_{n}", mask_zero=(n == "u8"))(x)
-            for n, x in (("i32", i32), ("i64", i64), ("u8", u8), ("f32", f32))]
+    i8, u16 = k.Input((5,), dtype="int8", name="i8"), k.Input((5,), dtype="uint16", name="u16")
+    outs = [L.Embedding(9, 3, name=f"emb_{n}", mask_zero=(n in ("u8", "i8")))(x)
+            for n, x in (("i32", i32), ("i64", i64), ("u8", u8), ("f32", f32), ("i8", i8), ("u16", u16))]
     outs.append(L.GRU(2, name="gru_u8")(outs[2]))
     outs += [L.CategoryEncoding(9, output_mode=m, name=f"cat_{m}")(i32) for m in ("multi_hot", "count")]
     outs.append(L.CategoryEncoding(9, output_mode="one_hot", name="cat_one_hot")(u8))
     outs.append(L.Dense(2, name="dense_of_ints")(i64))
-    return k.Model([i32, i64, u8, f32], outs, name="embedding_zoo")
+    return k.Model([i32, i64, u8, f32, i8, u16], outs, name="embedding_zoo")
 
 
 def embedding_inputs(b):
     x = tokens(b, 5, 9, seed=b)
-    return [x, (x.astype(np.int64) + 1) % 9, x.astype(np.uint8), x.astype(np.float32)]
+    return [x, (x.astype(np.int64) + 1) % 9, x.astype(np.uint8), x.astype(np.float32), x.astype(np.int8),
+            ((x + 2) % 9).astype(np.uint16)]
 
 
 # ---------------------------------------------------------------------------------------------- wrappers
@@ -294,6 +296,84 @@ def test_gate_activations_everywhere(tmp_path, cache_dir):
     check_all_formats(model, tmp_path, cache_dir, inputs=gate_inputs, compile=False)
 
 
+def options_zoo():
+    """Options whose kernels the compiled zoos cover, interpreted in all formats: initial states of GRU
+    and SimpleRNN, Bidirectional over RNN(StackedRNNCells) and RNN(cell), ConvLSTM2D's dilation,
+    strides, unroll, channels_first and initial states, TimeDistributed over recurrent layers, a
+    Bidirectional and a nested model with one, and integer inputs of every width."""
+    k = keras()
+    L = k.layers
+    seq, h4, h3 = k.Input((5, 3), name="seq"), k.Input((4,), name="h4"), k.Input((3,), name="h3")
+    clip, cf = k.Input((3, 7, 6, 2), name="clip"), k.Input((3, 2, 6, 5), name="cf")
+    s0, s1 = k.Input((7, 6, 2), name="s0"), k.Input((7, 6, 2), name="s1")
+    frames = k.Input((2, 5, 3), name="frames")
+    dtypes = ("int8", "uint8", "int16", "uint16", "int32", "int64")
+    ids = [k.Input((5,), dtype=d, name=d) for d in dtypes]
+    x = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.GRU(4, return_sequences=True, name="gru_init")(seq, initial_state=[h4]),
+            L.SimpleRNN(3, go_backwards=True, name="srnn_init")(seq, initial_state=h3),
+            L.GRU(4, reset_after=False, unroll=True, name="gru_v1_init")(x, initial_state=[h4]),
+            L.Bidirectional(L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_sequences=True), name="bi_stacked")(x),
+            L.Bidirectional(L.RNN(L.SimpleRNNCell(2)), merge_mode="ave", name="bi_cell")(x),
+            L.ConvLSTM2D(2, 3, dilation_rate=2, padding="same", return_sequences=True, name="clstm_dilated")(clip),
+            L.ConvLSTM2D(3, (2, 3), strides=2, unroll=True, use_bias=False, name="clstm_strided")(clip),
+            *L.ConvLSTM2D(2, 3, data_format="channels_first", padding="same", return_sequences=True,
+                          return_state=True, name="clstm_cf")(cf),
+            L.ConvLSTM2D(2, 3, padding="same", name="clstm_init")(clip, initial_state=[s0, s1]),
+            L.TimeDistributed(L.LSTM(4), name="td_lstm")(frames),
+            L.TimeDistributed(L.Bidirectional(L.GRU(2, return_sequences=True)), name="td_bi")(frames),
+            L.TimeDistributed(k.Sequential([k.Input((5, 3)), L.SimpleRNN(3), L.Dense(2)], name="rnn_model"),
+                              name="td_model")(frames)]
+    outs += [L.Embedding(9, 3, mask_zero=True, name=f"emb_{i.name}")(i) for i in ids]
+    outs += [L.CategoryEncoding(9, output_mode="count", name=f"count_{i.name}")(i) for i in ids]
+    return k.Model([seq, h4, h3, clip, cf, s0, s1, frames] + ids, outs, name="options_zoo")
+
+
+def options_inputs(b):
+    seq, h4, h3, clip, cf, s0, s1, frames = floats((b, 5, 3), (b, 4), (b, 3), (b, 3, 7, 6, 2), (b, 3, 2, 6, 5),
+                                                   (b, 7, 6, 2), (b, 7, 6, 2), (b, 2, 5, 3), seed=b)
+    ids = tokens(b, 5, 9, seed=b)
+    return [padded(seq, [5 - i % 5 for i in range(b)], -1.0), h4, h3, clip, cf, s0, s1, frames] + \
+        [ids.astype(d) for d in ("int8", "uint8", "int16", "uint16", "int32", "int64")]
+
+
+def test_sequence_options(tmp_path, cache_dir):
+    check_all_formats(randomize(options_zoo()), tmp_path, cache_dir, inputs=options_inputs, compile=False)
+
+
+def _edited_config(tmp_path, build, edit):
+    """A model's JSON + weights files with its config edited as no Keras would write it."""
+    import json
+    model = build()
+    arch, weights = save(model, tmp_path, "json")
+    cfg = json.loads(open(arch).read())
+    edit(cfg["config"]["layers"])
+    open(arch, "w").write(json.dumps(cfg))
+    return arch, weights
+
+
+@pytest.mark.parametrize("case", ["glu_units", "attention_axes"])
+def test_sequence_config_errors_name_the_layer(case, tmp_path, cache_dir):
+    """Options Keras itself cannot run are refused with an error naming the layer."""
+    k = keras()
+    L = k.layers
+
+    def build():
+        x = k.Input((4, 6), name="x")
+        y = L.LSTM(4, name="the_lstm")(x) if case == "glu_units" else L.MultiHeadAttention(2, 2, name="the_mha")(x, x)
+        return k.Model(x, y)
+
+    def edit(layers):
+        for layer in layers:
+            if layer["class_name"] == "LSTM":
+                layer["config"]["recurrent_activation"] = "glu"
+            if layer["class_name"] == "MultiHeadAttention":
+                layer["config"]["attention_axes"] = [2]
+    files = _edited_config(tmp_path, build, edit)
+    with pytest.raises(kerasjit.errors.UnsupportedLayerError, match="the_lstm.*glu|the_mha.*attention_axes"):
+        kerasjit.compile(*files, cache_dir=cache_dir)
+
+
 # ---------------------------------------------------------------------------------------------- state
 def test_stateful_rnns_keep_state_across_calls(tmp_path, cache_dir):
     """stateful=True: states carry over from one predict to the next until reset_states(), as in Keras;
@@ -311,7 +391,7 @@ def test_stateful_rnns_keep_state_across_calls(tmp_path, cache_dir):
         for layer in model.layers:
             if getattr(layer, "stateful", False):
                 layer.reset_state()
-    for fmt in ("keras", "h5"):
+    for fmt in ("keras", "h5", "json"):
         cm = kerasjit.compile(*save(model, tmp_path / fmt, fmt), cache_dir=cache_dir)
         assert cm.stateful
         reset_keras()
