@@ -3,7 +3,10 @@
 All of them lower to MATMUL (a projection by a weight), BMM (scores and their product with the values:
 two runtime values), SOFTMAX, and layout ops. Masks of every kind (the inputs' Keras masks, a causal
 mask, an `attention_mask` tensor) combine into one float 0/1 mask m of the scores, applied as Keras
-does: scores + (m - 1) * 1e9 before the softmax (`where(m, s, s - 1e9)` gives the same floats).
+does: Attention and AdditiveAttention subtract 1e9 where m is 0 (scores + (m - 1) * 1e9);
+MultiHeadAttention replaces the score by -1e9 (select(s, m) + (m - 1) * 1e9, exactly Keras's where,
+which differs for a query that may attend nothing) and, on Keras's explicit (non-fused) path, zeroes
+the masked weights after the softmax.
 """
 from __future__ import annotations
 
