@@ -24,6 +24,10 @@ some of which are several primitives: celu, mish, ...): a tuple of instructions 
 each an elementwise op of the IR applied to its args, where an arg is "x" (the activation's input),
 ("%", k) (the result of instruction k) or a float constant. The program's value is its last
 instruction's result ("x" itself for the empty program, linear).
+The activations that are not elementwise (softmax, log_softmax, sparsemax, and glu, which Keras's
+cells run only on gates of 2 units, broadcasting its one value over both) are carried by name instead
+of a program: a function of one gate's F units (of one row, and one position of a ConvLSTM), applied
+to each gate separately as Keras's cells do.
 """
 from __future__ import annotations
 
@@ -108,9 +112,33 @@ def _one_hot(idx: np.ndarray, depth: int, truncate: bool) -> np.ndarray:
     return (i[..., None] == np.arange(depth)).astype(np.float32)
 
 
-def run_program(program: tuple, x: np.ndarray) -> np.ndarray:
-    """The value of a scalar program (see the module docstring) applied elementwise to `x`."""
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _glu(x: np.ndarray) -> np.ndarray:
+    half = x.shape[-1] // 2
+    y = x[..., :half] / (1 + np.exp(-x[..., half:]))
+    return np.broadcast_to(y, x.shape)  # half is 1: Keras's cell broadcasts it over both units
+
+
+def _row_activations() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    from .rules import _softmax, _sparsemax  # rules imports this module
+    return {"softmax": lambda x: _softmax(x, -1), "log_softmax": _log_softmax,
+            "sparsemax": lambda x: _sparsemax(x, -1), "glu": _glu}
+
+
+#: the activations that are a function of a whole gate (its last axis), carried by name
+ROW_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax", "glu")
+
+
+def run_program(program: tuple | str, x: np.ndarray) -> np.ndarray:
+    """The value of a scalar program (see the module docstring) applied elementwise to `x`, or of a
+    row activation (a name in ROW_ACTIVATIONS) applied along the last axis of `x`, a gate's units."""
     from .rules import evaluate  # rules imports this module
+    if isinstance(program, str):
+        return _row_activations()[program](x.astype(np.float32)).astype(np.float32)
     vals: list[np.ndarray] = []
     for op, attrs, args in program:
         arrays = [x if a == "x" else vals[a[1]] if isinstance(a, tuple) else np.full((1,), a, np.float32)

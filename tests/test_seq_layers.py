@@ -33,6 +33,51 @@ def rnn_zoo():
     return k.Model([seq, h0, c0], [a, ah, ac, b, c, cs, d, e, f] + more, name="rnn_zoo")
 
 
+def gate_activations_zoo():
+    """The activations of a whole gate (softmax, log_softmax, sparsemax; glu on 2 units, whose one value
+    Keras broadcasts), which Keras's cells apply to each gate's units separately: every cell kind, masked."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 4), name="seq")
+    m = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.SimpleRNN(4, activation="softmax", return_sequences=True, name="srnn_softmax")(m),
+            L.LSTM(2, activation="glu", recurrent_activation="sparsemax", name="lstm_glu")(m),
+            L.GRU(3, activation="log_softmax", recurrent_activation="softmax", name="gru_softmax")(m),
+            L.GRU(2, reset_after=False, activation="sparsemax", recurrent_activation="glu", name="gru_v1_glu")(seq)]
+    return k.Model(seq, outs, name="gate_activations_zoo")
+
+
+def gate_activations_wrapped_zoo():
+    """The same activations in every other place a cell's options come from (interpreted only: the
+    kernels are those of gate_activations_zoo)."""
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 4), name="seq")
+    clip = k.Input((3, 4, 4, 2), name="clip")
+    m = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.SimpleRNN(3, activation="log_softmax", go_backwards=True, name="srnn_log_softmax")(seq),
+            L.SimpleRNN(5, activation="sparsemax", return_state=True, name="srnn_sparsemax")(m)[1],
+            L.LSTM(4, activation="softmax", recurrent_activation="log_softmax", return_sequences=True,
+                   name="lstm_softmax")(m),
+            L.LSTM(2, recurrent_activation="glu", unroll=True, name="lstm_rglu")(m),
+            L.GRU(2, activation="glu", recurrent_activation="sparsemax", name="gru_glu")(seq),
+            L.GRU(3, reset_after=False, activation="softmax", recurrent_activation="log_softmax", name="gru_v1")(m),
+            L.Bidirectional(L.LSTM(3, recurrent_activation="softmax", return_sequences=True), name="bi")(m),
+            L.Bidirectional(L.GRU(2, activation="sparsemax"), backward_layer=L.GRU(
+                2, activation="glu", go_backwards=True), merge_mode="mul", name="bi_back")(seq),
+            L.RNN(L.SimpleRNNCell(3, activation="softmax"), name="rnn_cell")(m),
+            L.RNN([L.GRUCell(3, recurrent_activation="sparsemax"), L.LSTMCell(2, activation="glu")],
+                  return_sequences=True, name="stacked")(m),
+            L.ConvLSTM2D(3, 3, activation="sparsemax", recurrent_activation="log_softmax", return_sequences=True,
+                         name="clstm")(clip)]
+    return k.Model([seq, clip], outs, name="gate_activations_wrapped_zoo")
+
+
+def gate_inputs(b):
+    x, clip = floats((b, 6, 4), (b, 3, 4, 4, 2), seed=b)
+    return [padded(x, [6 - (i * 2) % 6 for i in range(b)], -1.0), clip]
+
+
 def cells_zoo():
     """`RNN` over single cells and StackedRNNCells (states of every cell returned), masked by Masking."""
     k = keras()
@@ -117,23 +162,26 @@ def embedding_zoo():
     i64 = k.Input((5,), dtype="int64", name="i64")
     u8 = k.Input((5,), dtype="uint8", name="u8")
     f32 = k.Input((5,), name="f32")
-    outs = [L.Embedding(9, 3, name=f"emb_{n}", mask_zero=(n == "u8"))(x)
-            for n, x in (("i32", i32), ("i64", i64), ("u8", u8), ("f32", f32))]
+    i8, u16 = k.Input((5,), dtype="int8", name="i8"), k.Input((5,), dtype="uint16", name="u16")
+    outs = [L.Embedding(9, 3, name=f"emb_{n}", mask_zero=(n in ("u8", "i8")))(x)
+            for n, x in (("i32", i32), ("i64", i64), ("u8", u8), ("f32", f32), ("i8", i8), ("u16", u16))]
     outs.append(L.GRU(2, name="gru_u8")(outs[2]))
     outs += [L.CategoryEncoding(9, output_mode=m, name=f"cat_{m}")(i32) for m in ("multi_hot", "count")]
     outs.append(L.CategoryEncoding(9, output_mode="one_hot", name="cat_one_hot")(u8))
     outs.append(L.Dense(2, name="dense_of_ints")(i64))
-    return k.Model([i32, i64, u8, f32], outs, name="embedding_zoo")
+    return k.Model([i32, i64, u8, f32, i8, u16], outs, name="embedding_zoo")
 
 
 def embedding_inputs(b):
     x = tokens(b, 5, 9, seed=b)
-    return [x, (x.astype(np.int64) + 1) % 9, x.astype(np.uint8), x.astype(np.float32)]
+    return [x, (x.astype(np.int64) + 1) % 9, x.astype(np.uint8), x.astype(np.float32), x.astype(np.int8),
+            ((x + 2) % 9).astype(np.uint16)]
 
 
 # ---------------------------------------------------------------------------------------------- wrappers
 def time_distributed_zoo():
-    """TimeDistributed around Dense, Conv2D and a nested model; ConvLSTM2D with its options."""
+    """TimeDistributed around Dense, Conv2D and a nested model; ConvLSTM2D with its options (and
+    activations of a whole gate)."""
     k = keras()
     L = k.layers
     fi = k.Input((6, 6, 2))
@@ -144,7 +192,8 @@ def time_distributed_zoo():
     b = L.TimeDistributed(frame, name="td_model")(clip)
     c = L.TimeDistributed(L.Dense(5), name="td_dense")(clip)
     d = L.ConvLSTM2D(3, 3, padding="same", return_sequences=True, name="clstm")(clip)
-    e = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), go_backwards=True, return_state=True, name="clstm_state")(d)
+    e = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), go_backwards=True, return_state=True, activation="log_softmax",
+                     recurrent_activation="glu", name="clstm_state")(d)
     return k.Model(clip, [a, b, c, d] + list(e), name="time_distributed_zoo")
 
 
@@ -172,6 +221,49 @@ def attention_zoo():
     return k.Model([q, v, am], outs, name="attention_zoo")
 
 
+def mha_axes_zoo(wide=False):
+    """MultiHeadAttention over other attention_axes than time (inputs of rank 4 and 5, axes in any order,
+    several at once, negative), with Keras masks, attention_mask and use_causal_mask where Keras can
+    broadcast them, attention scores returned, and a query that may attend nothing (Keras's explicit
+    path gives it zero weights). `wide`: the variants interpreted only (the kernels are the same)."""
+    k = keras()
+    L = k.layers
+    x4, y4 = k.Input((3, 4, 6), name="x4"), k.Input((3, 5, 6), name="y4")
+    sq, x5 = k.Input((4, 4, 6), name="sq"), k.Input((2, 3, 2, 4), name="x5")
+    am = k.Input((3, 4, 5), name="am")
+    ids = k.Input((5,), dtype="int32", name="ids")
+    m4 = L.Masking(mask_value=-1.0, name="pad")(x4)
+    if not wide:
+        outs = [L.MultiHeadAttention(2, 3, attention_axes=2, name="mha_ax2")(m4, y4, attention_mask=am),
+                *L.MultiHeadAttention(2, 2, attention_axes=(2, 1), value_dim=3, output_shape=(2, 2),
+                                      name="mha_ax21")(x4, x4, return_attention_scores=True)]
+    else:
+        # (one Embedding each: Keras takes the masks off an MHA's inputs as it runs)
+        e, e2 = (L.Embedding(9, 4, mask_zero=True, name=f"emb{i}")(ids) for i in range(2))
+        outs = [L.MultiHeadAttention(2, 3, name="mha_default_axes")(x4, x4),
+                L.MultiHeadAttention(2, 2, attention_axes=(1, 2), name="mha_ax12")(x4, x4),
+                L.MultiHeadAttention(2, 2, attention_axes=(-2,), name="mha_neg")(m4, m4),
+                L.MultiHeadAttention(2, 2, attention_axes=(2,), name="mha_causal")(sq, sq, use_causal_mask=True),
+                L.MultiHeadAttention(3, 2, attention_axes=(1, 3), name="mha_5d")(x5, x5),
+                L.MultiHeadAttention(2, 2, dropout=0.2, name="mha_explicit_masked")(e, e),
+                *L.MultiHeadAttention(2, 2, name="mha_scores_masked")(e2, e2, return_attention_scores=True)]
+        return k.Model([x4, sq, x5, ids], outs, name="mha_axes_zoo_wide")
+    return k.Model([x4, y4, am], outs, name="mha_axes_zoo")
+
+
+def mha_axes_inputs(b, wide=False):
+    x4, y4, sq, x5 = floats((b, 3, 4, 6), (b, 3, 5, 6), (b, 4, 4, 6), (b, 2, 3, 2, 4), seed=b)
+    x4[:, :, -1] = -1.0
+    x4[0, 1] = -1.0
+    am = (np.random.default_rng(b).random((b, 3, 4, 5)) > 0.4).astype(np.float32)
+    return [x4, sq, x5, tokens(b, 5, 9, seed=b)] if wide else [x4, y4, am]
+
+
+def test_mha_attention_axes_wide(tmp_path, cache_dir):
+    model = randomize(mha_axes_zoo(wide=True))
+    check_all_formats(model, tmp_path, cache_dir, inputs=lambda b: mha_axes_inputs(b, True), compile=False)
+
+
 def attention_inputs(b):
     q, v = floats((b, 5, 8), (b, 6, 8), seed=b)
     am = (np.random.default_rng(b).random((b, 5, 6)) > 0.3).astype(np.float32)
@@ -181,12 +273,14 @@ def attention_inputs(b):
 
 ZOOS = {
     "rnn": (rnn_zoo, lambda b: floats((b, 6, 3), (b, 4), (b, 4), seed=b)),
+    "gate_activations": (gate_activations_zoo, lambda b: gate_inputs(b)[:1]),
     "cells": (cells_zoo, lambda b: [padded(floats((b, 7, 3), seed=b)[0], [7 - (i * 2) % 7 for i in range(b)], -1.0)]),
     "bidirectional": (bidirectional_zoo, lambda b: floats((b, 5, 3), seed=b) + [tokens(b, 5, 10)]),
     "mask": (mask_zoo, mask_inputs),
     "embedding": (embedding_zoo, embedding_inputs),
     "time_distributed": (time_distributed_zoo, lambda b: floats((b, 3, 6, 6, 2), seed=b)),
     "attention": (attention_zoo, attention_inputs),
+    "mha_axes": (mha_axes_zoo, mha_axes_inputs),
 }
 
 
@@ -195,6 +289,89 @@ def test_sequence_layers(name, tmp_path, cache_dir):
     build, inputs = ZOOS[name]
     model = randomize(build())
     check_all_formats(model, tmp_path, cache_dir, batches=(1, 3), inputs=inputs)
+
+
+def test_gate_activations_everywhere(tmp_path, cache_dir):
+    model = randomize(gate_activations_wrapped_zoo())
+    check_all_formats(model, tmp_path, cache_dir, inputs=gate_inputs, compile=False)
+
+
+def options_zoo():
+    """Options whose kernels the compiled zoos cover, interpreted in all formats: initial states of GRU
+    and SimpleRNN, Bidirectional over RNN(StackedRNNCells) and RNN(cell), ConvLSTM2D's dilation,
+    strides, unroll, channels_first and initial states, TimeDistributed over recurrent layers, a
+    Bidirectional and a nested model with one, and integer inputs of every width."""
+    k = keras()
+    L = k.layers
+    seq, h4, h3 = k.Input((5, 3), name="seq"), k.Input((4,), name="h4"), k.Input((3,), name="h3")
+    clip, cf = k.Input((3, 7, 6, 2), name="clip"), k.Input((3, 2, 6, 5), name="cf")
+    s0, s1 = k.Input((7, 6, 2), name="s0"), k.Input((7, 6, 2), name="s1")
+    frames = k.Input((2, 5, 3), name="frames")
+    dtypes = ("int8", "uint8", "int16", "uint16", "int32", "int64")
+    ids = [k.Input((5,), dtype=d, name=d) for d in dtypes]
+    x = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.GRU(4, return_sequences=True, name="gru_init")(seq, initial_state=[h4]),
+            L.SimpleRNN(3, go_backwards=True, name="srnn_init")(seq, initial_state=h3),
+            L.GRU(4, reset_after=False, unroll=True, name="gru_v1_init")(x, initial_state=[h4]),
+            L.Bidirectional(L.RNN([L.LSTMCell(3), L.GRUCell(2)], return_sequences=True), name="bi_stacked")(x),
+            L.Bidirectional(L.RNN(L.SimpleRNNCell(2)), merge_mode="ave", name="bi_cell")(x),
+            L.ConvLSTM2D(2, 3, dilation_rate=2, padding="same", return_sequences=True, name="clstm_dilated")(clip),
+            L.ConvLSTM2D(3, (2, 3), strides=2, unroll=True, use_bias=False, name="clstm_strided")(clip),
+            *L.ConvLSTM2D(2, 3, data_format="channels_first", padding="same", return_sequences=True,
+                          return_state=True, name="clstm_cf")(cf),
+            L.ConvLSTM2D(2, 3, padding="same", name="clstm_init")(clip, initial_state=[s0, s1]),
+            L.TimeDistributed(L.LSTM(4), name="td_lstm")(frames),
+            L.TimeDistributed(L.Bidirectional(L.GRU(2, return_sequences=True)), name="td_bi")(frames),
+            L.TimeDistributed(k.Sequential([k.Input((5, 3)), L.SimpleRNN(3), L.Dense(2)], name="rnn_model"),
+                              name="td_model")(frames)]
+    outs += [L.Embedding(9, 3, mask_zero=True, name=f"emb_{i.name}")(i) for i in ids]
+    outs += [L.CategoryEncoding(9, output_mode="count", name=f"count_{i.name}")(i) for i in ids]
+    return k.Model([seq, h4, h3, clip, cf, s0, s1, frames] + ids, outs, name="options_zoo")
+
+
+def options_inputs(b):
+    seq, h4, h3, clip, cf, s0, s1, frames = floats((b, 5, 3), (b, 4), (b, 3), (b, 3, 7, 6, 2), (b, 3, 2, 6, 5),
+                                                   (b, 7, 6, 2), (b, 7, 6, 2), (b, 2, 5, 3), seed=b)
+    ids = tokens(b, 5, 9, seed=b)
+    return [padded(seq, [5 - i % 5 for i in range(b)], -1.0), h4, h3, clip, cf, s0, s1, frames] + \
+        [ids.astype(d) for d in ("int8", "uint8", "int16", "uint16", "int32", "int64")]
+
+
+def test_sequence_options(tmp_path, cache_dir):
+    check_all_formats(randomize(options_zoo()), tmp_path, cache_dir, inputs=options_inputs, compile=False)
+
+
+def _edited_config(tmp_path, build, edit):
+    """A model's JSON + weights files with its config edited as no Keras would write it."""
+    import json
+    model = build()
+    arch, weights = save(model, tmp_path, "json")
+    cfg = json.loads(open(arch).read())
+    edit(cfg["config"]["layers"])
+    open(arch, "w").write(json.dumps(cfg))
+    return arch, weights
+
+
+@pytest.mark.parametrize("case", ["glu_units", "attention_axes"])
+def test_sequence_config_errors_name_the_layer(case, tmp_path, cache_dir):
+    """Options Keras itself cannot run are refused with an error naming the layer."""
+    k = keras()
+    L = k.layers
+
+    def build():
+        x = k.Input((4, 6), name="x")
+        y = L.LSTM(4, name="the_lstm")(x) if case == "glu_units" else L.MultiHeadAttention(2, 2, name="the_mha")(x, x)
+        return k.Model(x, y)
+
+    def edit(layers):
+        for layer in layers:
+            if layer["class_name"] == "LSTM":
+                layer["config"]["recurrent_activation"] = "glu"
+            if layer["class_name"] == "MultiHeadAttention":
+                layer["config"]["attention_axes"] = [2]
+    files = _edited_config(tmp_path, build, edit)
+    with pytest.raises(kerasjit.errors.UnsupportedLayerError, match="the_lstm.*glu|the_mha.*attention_axes"):
+        kerasjit.compile(*files, cache_dir=cache_dir)
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -214,7 +391,7 @@ def test_stateful_rnns_keep_state_across_calls(tmp_path, cache_dir):
         for layer in model.layers:
             if getattr(layer, "stateful", False):
                 layer.reset_state()
-    for fmt in ("keras", "h5"):
+    for fmt in ("keras", "h5", "json"):
         cm = kerasjit.compile(*save(model, tmp_path / fmt, fmt), cache_dir=cache_dir)
         assert cm.stateful
         reset_keras()

@@ -39,6 +39,8 @@ class _RnnGeometry:
         self.G = GATES[self.cell]
         self.K = N_STATES[self.cell]
         self.gru_split = self.cell == "gru" and not a.get("reset_after")
+        #: an activation of a whole gate (softmax, ...): the gates are computed gate by gate
+        self.rows_mode = isinstance(a["activation"], str) or isinstance(a["recurrent_activation"], str)
         self.R = self.T if a.get("return_sequences") else 1
         self.rows = self.R + a.get("out_states", 0)
         pf, gf = self.P * self.F, self.F * self.G
@@ -46,7 +48,8 @@ class _RnnGeometry:
         sizes = [("h", pf), ("c", pf if self.K == 2 else 0),
                  ("z", self.P * (2 * self.F if self.gru_split else gf)),
                  ("zh", pf if self.gru_split else 0), ("rh", pf if self.gru_split else 0),
-                 ("seen", 1 if a.get("unroll") and a.get("has_mask") else 0)]
+                 ("seen", 1 if a.get("unroll") and a.get("has_mask") else 0),
+                 ("v", pf if self.rows_mode and self.K == 2 else 0)]
         if self.cell == "convlstm":
             sizes.append(("col", self.P * a["kernel_hw"][0] * a["kernel_hw"][1] * self.F))
         self.work: dict[str, tuple[int, int]] = {}
@@ -141,6 +144,63 @@ def _gate_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
     return lines
 
 
+def _apply_lines(program: tuple | str, arr: str, start: str, c: Callable[[float], str], tag: str) -> list[str]:
+    """Statements applying an activation in place to one gate's units arr[b, start:start + F]."""
+    if isinstance(program, str):
+        return [f"_rnn.{program}_row({arr}, b, {start}, F)"]
+    if not program:
+        return []
+    cell = f"{arr}[b, {start} + j]"
+    return ["for j in range(F):"] + ["    " + line for line in program_lines(program, cell, cell, c, tag)]
+
+
+def _loop(n: str, *body: str) -> list[str]:
+    return [f"for j in range({n}):"] + ["    " + line for line in body]
+
+
+def _row_gate_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
+    """The update of position p of row b gate by gate, when an activation is a function of a whole gate:
+    pre-activations into z, each gate's activation in place, then the new state."""
+    a, F = geo.attrs, geo.F
+    act = lambda arr, start, tag: _apply_lines(a["activation"], arr, start, c, tag)  # noqa: E731
+    ract = lambda arr, start, tag: _apply_lines(a["recurrent_activation"], arr, start, c, tag)  # noqa: E731
+    one = c(1.0)
+    if geo.cell == "simple":
+        return (_loop("F", "z[b, j] = xp[b, t, j] + z[b, j]") + act("z", "0", "_a")
+                + _loop("F", "h[b, j] = z[b, j]"))
+    if geo.cell == "gru" and a.get("reset_after"):
+        rb = lambda k: f" + rb[{k} + j]" if a.get("has_rbias") else ""  # noqa: E731
+        return (_loop(f"{2 * F}", f"z[b, j] = xp[b, t, j] + (z[b, j]{rb(0)})")
+                + ract("z", "0", "_r") + ract("z", f"{F}", "_s")
+                + _loop("F", f"z[b, {2 * F} + j] = xp[b, t, {2 * F} + j]"
+                             f" + z[b, {F} + j] * (z[b, {2 * F} + j]{rb(2 * F)})")
+                + act("z", f"{2 * F}", "_a")
+                + _loop("F", f"h[b, j] = z[b, j] * h[b, j] + ({one} - z[b, j]) * z[b, {2 * F} + j]"))
+    if geo.cell == "gru":  # the second half, after the product of r * h (see `_kernel_source`)
+        return (_loop("F", f"zh[b, j] = xp[b, t, {2 * F} + j] + zh[b, j]") + act("zh", "0", "_a")
+                + _loop("F", f"h[b, j] = z[b, j] * h[b, j] + ({one} - z[b, j]) * zh[b, j]"))
+    # lstm, convlstm: gates i, f, c, o of position p
+    return (["e = p * GF", "o = p * F"] + _loop("GF", "z[b, e + j] = xp[b, t, e + j] + z[b, e + j]")
+            + ract("z", "e", "_r") + ract("z", f"e + {F}", "_s") + act("z", f"e + {2 * F}", "_a")
+            + ract("z", f"e + {3 * F}", "_o")
+            + _loop("F", f"cn = z[b, e + {F} + j] * c[b, o + j] + z[b, e + j] * z[b, e + {2 * F} + j]",
+                    "c[b, o + j] = cn", "v[b, o + j] = cn")
+            + act("v", "o", "_b")
+            + _loop("F", f"h[b, o + j] = z[b, e + {3 * F} + j] * v[b, o + j]"))
+
+
+def _gru_split_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
+    """GRU without reset_after, first half of a step for row b: z and r, then r * h into rh."""
+    a, F = geo.attrs, geo.F
+    ract = a["recurrent_activation"]
+    if geo.rows_mode:
+        return (_loop(f"{2 * F}", "z[b, j] = xp[b, t, j] + z[b, j]") + _apply_lines(ract, "z", "0", c, "_r")
+                + _apply_lines(ract, "z", f"{F}", c, "_s") + _loop("F", f"rh[b, j] = z[b, {F} + j] * h[b, j]"))
+    return _loop(f"{F}", *program_lines(ract, "xp[b, t, j] + z[b, j]", "gz", c, "_r"),
+                 *program_lines(ract, f"xp[b, t, j + {F}] + z[b, j + {F}]", "gr", c, "_s"),
+                 "z[b, j] = gz", "rh[b, j] = gr * h[b, j]")
+
+
 def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]) -> str:
     a = geo.attrs
     T, F, P = geo.T, geo.F, geo.P
@@ -184,15 +244,8 @@ def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]
                 # z and r of every row first, then the product of r * h, then the new state
                 buf.line("for b in range(n):")
                 with buf.indent():
-                    buf.line(f"for j in range({F}):")
-                    with buf.indent():
-                        for line in program_lines(a["recurrent_activation"], "xp[b, t, j] + z[b, j]", "gz", c, "_r"):
-                            buf.line(line)
-                        for line in program_lines(a["recurrent_activation"], f"xp[b, t, j + {F}] + z[b, j + {F}]",
-                                                  "gr", c, "_s"):
-                            buf.line(line)
-                        buf.line("z[b, j] = gz")
-                        buf.line("rh[b, j] = gr * h[b, j]")
+                    for line in _gru_split_lines(geo, c):
+                        buf.line(line)
                 buf.line("_rnn.recur_matmul(rh, uh, zh)")
             buf.line("for b in range(n):")
             with buf.indent():
@@ -213,10 +266,14 @@ def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]
                         buf.line(f"seen[b, 0] = {c(1.0)}")
                 buf.line(f"for p in range({P}):")
                 with buf.indent():
-                    buf.line(f"for j in range({F}):")
-                    with buf.indent():
-                        for line in _gate_lines(geo, c):
+                    if geo.rows_mode:
+                        for line in _row_gate_lines(geo, c):
                             buf.line(line)
+                    else:
+                        buf.line(f"for j in range({F}):")
+                        with buf.indent():
+                            for line in _gate_lines(geo, c):
+                                buf.line(line)
                 if a.get("return_sequences"):
                     buf.line(f"for q in range({P * F}):")
                     with buf.indent():

@@ -3,7 +3,10 @@
 All of them lower to MATMUL (a projection by a weight), BMM (scores and their product with the values:
 two runtime values), SOFTMAX, and layout ops. Masks of every kind (the inputs' Keras masks, a causal
 mask, an `attention_mask` tensor) combine into one float 0/1 mask m of the scores, applied as Keras
-does: scores + (m - 1) * 1e9 before the softmax (`where(m, s, s - 1e9)` gives the same floats).
+does: Attention and AdditiveAttention subtract 1e9 where m is 0 (scores + (m - 1) * 1e9);
+MultiHeadAttention replaces the score by -1e9 (select(s, m) + (m - 1) * 1e9, exactly Keras's where,
+which differs for a query that may attend nothing) and, on Keras's explicit (non-fused) path, zeroes
+the masked weights after the softmax.
 """
 from __future__ import annotations
 
@@ -107,10 +110,11 @@ def _and(call: LayerCall, a: str | None, b: str | None) -> str | None:
 
 
 def _causal(call: LayerCall, tq: int, tv: int, window: int | None = None) -> str:
-    """The (Tq, Tv) mask of positions i may attend: j <= i (and |i - j| < window)."""
+    """The (1, Tq, Tv) mask of positions i may attend: j <= i (and |i - j| < window)."""
     i, j = np.arange(tq)[:, None], np.arange(tv)[None, :]
     keep = (j <= i) if window is None else (np.abs(i - j) < window)
-    return call.param(f"causal_{tq}x{tv}" if window is None else f"window{window}_{tq}x{tv}", keep.astype(np.float32))
+    return call.param(f"causal_{tq}x{tv}" if window is None else f"window{window}_{tq}x{tv}",
+                      keep.astype(np.float32)[None])
 
 
 def _as_steps(call: LayerCall, m: str | None, steps: int) -> str | None:
@@ -223,81 +227,176 @@ def _mha_operands(call: LayerCall, xs: list[str]) -> tuple[str, str, str, bool]:
     return q, v, (k or v), k is not None
 
 
+def _attention_axes(call: LayerCall, rank: int) -> tuple[int, ...]:
+    """Keras's attention axes of inputs of `rank`: by default every axis between the batch and the
+    features; negative axes count from the end of the projected rank (rank + 1, heads included)."""
+    axes = call.get("attention_axes")
+    if axes is None:
+        return tuple(range(1, rank - 1))
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    out = tuple(int(a) if int(a) >= 0 else rank + int(a) for a in axes)
+    if not out or len(set(out)) != len(out) or any(not 1 <= a <= rank - 2 for a in out):
+        raise call.unsupported(f"attention_axes {axes!r} for inputs of rank {rank} (axes between the batch "
+                               f"and the features, 1 to {rank - 2})")
+    return out
+
+
 @layer("MultiHeadAttention")
 def lower_multi_head_attention(call: LayerCall, xs: list[str]) -> list[str]:
+    """Keras's einsum attention over `attention_axes`, as BMMs: the projections are laid out as
+    (N, <other axes>, heads, <attention axes flattened>, depth), which is Keras's score layout
+    (N, <other axes>, heads, <query attention axes>, <key attention axes>) with the attention axes
+    flattened; masks apply in Keras's layout."""
     q_in, v_in, k_in, key_given = _mha_operands(call, xs)
-    for x in (q_in, v_in, k_in):
-        if len(call.shape(x)) != 3:
-            raise call.unsupported(f"inputs of shape {call.shape(x)} (kerasjit takes (batch, time, features))")
-    axes = call.get("attention_axes")
-    if axes not in (None, [1], (1,), 1, [-2], (-2,), -2):
-        raise call.unsupported(f"attention_axes {axes!r}")
+    qs, vs, ks = call.shape(q_in), call.shape(v_in), call.shape(k_in)
+    rank = len(qs)
+    if rank < 3 or len(vs) != rank or len(ks) != rank:
+        raise call.unsupported(f"query, value and key of shapes {qs}, {vs}, {ks} (they take (batch, <steps...>, "
+                               f"features), all of one rank)")
+    if vs[1:-1] != ks[1:-1]:
+        raise call.unsupported(f"a value {vs} and a key {ks} that differ in other axes than the last")
     if call.get("use_gate", False):
         raise call.unsupported("use_gate=True")
+    axes = _attention_axes(call, rank)
+    other = [i for i in range(1, rank - 1) if i not in axes]
+    if any(qs[i] != vs[i] for i in other):
+        raise call.unsupported(f"a query {qs} and a value {vs} that differ outside attention_axes {axes}")
     heads, dk = int(call.get("num_heads")), int(call.get("key_dim"))
     dv = int(call.get("value_dim") or dk)
     use_bias = bool(call.get("use_bias", True))
-    (t, dq), s = call.shape(q_in)[1:], call.shape(v_in)[1]
     weights = {w: _projection_weights(call, w, use_bias) for w in ("query", "key", "value", "output")}
     check_all_used(call, 4 * (2 if use_bias else 1))
+    lead = tuple(qs[i] for i in other)
+    tq = int(np.prod([qs[i] for i in axes], dtype=np.int64))
+    tk = int(np.prod([vs[i] for i in axes], dtype=np.int64))
+    # our layout of an (N, <inner>, heads, depth) projection: other axes, heads, attention axes, depth
+    layout = [0] + other + [rank - 1] + list(axes) + [rank]
 
     def project(x: str, which: str, steps: int, depth: int, scale: float = 1.0) -> str:
         kernel, bias = weights[which]
-        if kernel.shape[1:] != (heads, depth):
-            raise call.unsupported(f"a {which} kernel of shape {kernel.shape} for {heads} heads of {depth}")
+        if kernel.shape[1:] != (heads, depth) or kernel.shape[0] != call.shape(x)[-1]:
+            raise call.unsupported(f"a {which} kernel of shape {kernel.shape} for {heads} heads of {depth} "
+                                   f"and inputs {call.shape(x)}")
         y = call.add(Op.MATMUL, [x, call.param(f"{which}/kernel", kernel.reshape(kernel.shape[0], -1) * scale)])
         if bias is not None:
             y = call.add(Op.ADD, [y, call.param(f"{which}/bias", bias.reshape(-1) * scale)])
-        y = call.add(Op.RESHAPE, [y], {"shape": (steps, heads, depth)})
-        return call.add(Op.TRANSPOSE, [y], {"perm": (0, 2, 1, 3)})  # (N, heads, steps, depth)
+        inner = tuple(call.shape(x)[1:-1])
+        y = call.add(Op.RESHAPE, [y], {"shape": inner + (heads, depth)})
+        y = call.add(Op.TRANSPOSE, [y], {"perm": tuple(layout)})
+        if len(axes) > 1:
+            y = call.add(Op.RESHAPE, [y], {"shape": lead + (heads, steps, depth)})
+        return y
 
     # the query's 1/sqrt(key_dim) scaling is folded into its projection
-    q = project(q_in, "query", t, dk, 1.0 / float(np.sqrt(dk)))
-    k = project(k_in, "key", s, dk)
-    v = project(v_in, "value", s, dv)
-    scores = call.add(Op.BMM, [q, k], {"transpose_b": True})  # (N, heads, T, S)
-    keep = _mha_mask(call, q_in, v_in, k_in, key_given, t, s)
+    q = project(q_in, "query", tq, dk, 1.0 / float(np.sqrt(dk)))
+    k = project(k_in, "key", tk, dk)
+    v = project(v_in, "value", tk, dv)
+    scores = call.add(Op.BMM, [q, k], {"transpose_b": True})  # (N, <other>, heads, Tq, Tk)
+    keras_layout = lead + (heads,) + tuple(qs[i] for i in axes) + tuple(vs[i] for i in axes)
+    ours = lead + (heads, tq, tk)
+
+    def in_keras_layout(x: str) -> str:
+        return x if len(axes) == 1 else call.add(Op.RESHAPE, [x], {"shape": keras_layout})
+
+    def in_our_layout(x: str) -> str:
+        return x if len(axes) == 1 else call.add(Op.RESHAPE, [x], {"shape": ours})
+    keep = _mha_mask(call, q_in, v_in, k_in, key_given, len(axes), (None,) + keras_layout)
     if keep is not None:
-        keep = call.add(Op.RESHAPE, [keep], {"shape": (1,) + tuple(call.shape(keep)[1:])}) \
-            if keep not in call.builder.params else keep
-    probs = call.add(Op.SOFTMAX, [_masked_scores(call, scores, keep)], {"axis": 3})
-    ctx = call.add(Op.TRANSPOSE, [call.add(Op.BMM, [probs, v])], {"perm": (0, 2, 1, 3)})  # (N, T, heads, dv)
-    ctx = call.add(Op.RESHAPE, [ctx], {"shape": (t, heads * dv)})
+        scores = in_our_layout(_where_kept(call, in_keras_layout(scores), keep))
+    probs = call.add(Op.SOFTMAX, [scores], {"axis": len(ours)})
+    # Keras's explicit path (not its fused dot_product_attention) zeroes masked weights after the softmax,
+    # which differs for a query that may attend nothing (zeros rather than the mean of the values)
+    explicit = float(call.get("dropout", 0.0) or 0.0) > 0 or call.kwargs.get("return_attention_scores") or rank != 3
+    if keep is not None and explicit:
+        probs = in_our_layout(call.add(Op.MUL, [in_keras_layout(probs), keep]))
+    ctx = call.add(Op.BMM, [probs, v])  # (N, <other>, heads, Tq, dv)
+    if len(axes) > 1:
+        ctx = call.add(Op.RESHAPE, [ctx], {"shape": lead + (heads,) + tuple(qs[i] for i in axes) + (dv,)})
+    target = [0] + list(range(1, rank - 1)) + [rank - 1, rank]
+    ctx = call.add(Op.TRANSPOSE, [ctx], {"perm": tuple(layout.index(a) for a in target)})
+    ctx = call.add(Op.RESHAPE, [ctx], {"shape": tuple(qs[1:-1]) + (heads * dv,)})
     kernel, bias = weights["output"]
+    if kernel.shape[:2] != (heads, dv):
+        raise call.unsupported(f"an output kernel of shape {kernel.shape} for {heads} heads of {dv}")
     out_shape = tuple(kernel.shape[2:])
     y = call.add(Op.MATMUL, [ctx, call.param("output/kernel", kernel.reshape(heads * dv, -1))])
     if bias is not None:
         y = call.add(Op.ADD, [y, call.param("output/bias", bias.reshape(-1))])
     if out_shape != (call.shape(y)[-1],):
-        y = call.add(Op.RESHAPE, [y], {"shape": (t,) + out_shape})
+        y = call.add(Op.RESHAPE, [y], {"shape": tuple(qs[1:-1]) + out_shape})
     # Keras puts the query's mask on the output and takes the masks off its inputs
     call.output_masks = [call.mask_of(q_in), None]
     call.clears_input_masks = True
-    return [y, probs] if call.kwargs.get("return_attention_scores") else [y]
+    return [y, in_keras_layout(probs)] if call.kwargs.get("return_attention_scores") else [y]
 
 
-def _mha_mask(call: LayerCall, q_in: str, v_in: str, k_in: str, key_given: bool, t: int, s: int) -> str | None:
-    """Keras's _compute_attention_mask: the query's mask (B, T, 1), the value's and key's (B, 1, S), the
-    causal and sliding-window masks (T, S) and `attention_mask` (B, T, S), all ANDed."""
-    keep = None
-    q_mask = _as_steps(call, call.mask_of(q_in), t)
+def _where_kept(call: LayerCall, scores: str, keep: str) -> str:
+    """Keras's where(keep, scores, -1e9), exactly: select(scores, keep) + (keep - 1) * 1e9."""
+    kept = call.add(Op.SELECT, [scores, keep])
+    if keep in call.builder.params:
+        return call.add(Op.ADD, [kept, call.param(f"{keep}-adder", (call.builder.params[keep] - 1.0) * LARGE)])
+    adder = call.add(Op.MUL, [call.add(Op.SUB, [keep, const(call, "one", 1.0)]), const(call, "large", LARGE)])
+    return call.add(Op.ADD, [kept, adder])
+
+
+def _mask_of_shape(call: LayerCall, m: str | None, inner: tuple) -> str | None:
+    """A Keras mask of a tensor (N, *inner, features) as (N, *inner)."""
+    if m is None or tuple(call.shape(m)[1:]) == tuple(inner):
+        return m
+    if int(np.prod(call.shape(m)[1:], dtype=np.int64)) != int(np.prod(inner, dtype=np.int64)):
+        raise call.unsupported(f"a mask of shape {call.shape(m)} for inputs with steps {inner}")
+    return call.add(Op.RESHAPE, [m], {"shape": tuple(inner)})
+
+
+def _mha_mask(call: LayerCall, q_in: str, v_in: str, k_in: str, key_given: bool, n_axes: int,
+              scores: tuple) -> str | None:
+    """Keras's _compute_attention_mask and _masked_softmax: the query's mask (B, *Tq, 1), the value's
+    and key's (B, *S[:-1], 1, S[-1]), the causal and sliding-window masks (1, Tq[0], S[0]) and
+    `attention_mask`, ANDed with NumPy broadcasting; then size-1 axes inserted before the last
+    2 * n_axes axes until the mask has the rank of the `scores` (Keras's layout, batch None)."""
+    qs, vs = call.shape(q_in), call.shape(v_in)
+    t, s = qs[1], vs[1]
+    pieces = []
+    q_mask = _mask_of_shape(call, call.mask_of(q_in), qs[1:-1])
     if q_mask is not None:
-        keep = call.add(Op.RESHAPE, [q_mask], {"shape": (t, 1)})
+        pieces.append(call.add(Op.RESHAPE, [q_mask], {"shape": tuple(qs[1:-1]) + (1,)}))
     # Keras 3 passes value_mask and key_mask only through its call arguments (filled in from the
     # tensors' masks when the call has several tensor arguments, as it always has here)
     for x, given in ((v_in, True), (k_in, key_given)):
-        m = _as_steps(call, call.mask_of(x), s) if given else None
+        m = _mask_of_shape(call, call.mask_of(x), vs[1:-1]) if given else None
         if m is not None:
-            keep = _and(call, keep, call.add(Op.RESHAPE, [m], {"shape": (1, s)}))
+            pieces.append(call.add(Op.RESHAPE, [m], {"shape": tuple(vs[1:-2]) + (1, vs[-2])}))
     if call.kwargs.get("use_causal_mask", False):
-        keep = _and(call, keep, _causal(call, t, s))
+        pieces.append(_causal(call, t, s))
     window = call.get("sliding_window")
     if window is not None:
-        keep = _and(call, keep, _causal(call, t, s, int(window)))
+        pieces.append(_causal(call, t, s, int(window)))
     user = call.tensor_kwargs.get("attention_mask")
     if user:
-        m = not_equal(call, user[0], 0.0)
-        if call.shape(m)[1:] != (t, s):
-            raise call.unsupported(f"an attention_mask of shape {call.shape(m)} for {t} queries and {s} keys")
-        keep = _and(call, keep, m)
+        pieces.append(not_equal(call, user[0], 0.0))
+    if not pieces:
+        return None
+    keep = None
+    try:
+        for piece in pieces:
+            keep = _and(call, keep, piece)
+    except ValueError as e:
+        raise call.unsupported(f"masks of shapes {[call.shape(p) for p in pieces]} that Keras cannot "
+                               f"broadcast together for every batch size ({e})") from None
+    shape = tuple(call.shape(keep))
+    n_keep, n_scores, at = len(shape), len(scores), len(shape) - 2 * n_axes
+    constant = keep in call.builder.params
+    if n_keep > n_scores or (n_keep < n_scores and (at < 0 or (at == 0 and not constant))):
+        raise call.unsupported(f"a combined attention mask of shape {shape} for attention scores of shape "
+                               f"{scores} (Keras cannot broadcast it, or only for some batch sizes)")
+    expanded = shape[:at] + (1,) * (n_scores - n_keep) + shape[at:]
+    if constant:
+        keep = call.param(f"{keep.rsplit('/', 1)[-1]}@{'x'.join(map(str, expanded))}",
+                          call.builder.params[keep].reshape(expanded))
+    elif expanded != shape:
+        keep = call.add(Op.RESHAPE, [keep], {"shape": expanded[1:]})
+    if any(d not in (1, e) for d, e in zip(expanded[1:], scores[1:])) or \
+            (not constant and expanded[0] is not None) or (constant and expanded[0] != 1):
+        raise call.unsupported(f"a combined attention mask of shape {expanded} for attention scores of shape "
+                               f"{scores} (Keras cannot broadcast it)")
     return keep

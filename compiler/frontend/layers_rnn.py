@@ -18,8 +18,8 @@ import numpy as np
 from ..builder import GraphBuilder
 from ..ir import Group, Op
 from ..rules import same_pads
-from ..rules_seq import GATES, N_STATES
-from .activations import apply_activation
+from ..rules_seq import GATES, N_STATES, ROW_ACTIVATIONS
+from .activations import activation_name, apply_activation
 from .context import LayerCall, layer
 from .primitives import slice_axis
 from .sublayers import check_all_used, inner_call, layer_name, recorded, select
@@ -30,9 +30,18 @@ CELL_KINDS = {"SimpleRNN": "simple", "SimpleRNNCell": "simple", "LSTM": "lstm", 
 RNN_LAYERS = {"SimpleRNN", "LSTM", "GRU", "ConvLSTM2D", "RNN"}
 
 
-def activation_program(call: LayerCall, act: Any) -> tuple:
+def activation_program(call: LayerCall, act: Any, kind: str = "lstm", units: int = 0) -> tuple | str:
     """Keras activation `act` as a scalar program (rules_seq.py) for the fused gates of a cell: the
-    nodes `apply_activation` makes, recorded on a scratch graph."""
+    nodes `apply_activation` makes, recorded on a scratch graph; or, for an activation of a whole
+    gate (softmax, ...), its name."""
+    name = activation_name(act)
+    if name in ROW_ACTIVATIONS:
+        if name == "glu" and (units != 2 or kind == "simple"):
+            # glu halves the units: Keras's LSTM and GRU cells run only when the half (1 unit)
+            # broadcasts over the gate, and a SimpleRNN never (its state would shrink)
+            raise call.unsupported(f"activation 'glu' in a {kind} cell of {units} units (Keras runs it only in "
+                                   "an LSTM, GRU or ConvLSTM2D cell of 2 units)")
+        return name
     scratch = GraphBuilder("activation")
     x = scratch.input("x", (1,))
     y = apply_activation(dataclasses.replace(call, builder=scratch), x, act)
@@ -63,8 +72,8 @@ class Cell:
     call: LayerCall            # the call its weights and nodes belong to
     kind: str                  # "simple", "gru", "lstm", "convlstm"
     units: int
-    activation: tuple          # scalar programs
-    recurrent_activation: tuple
+    activation: tuple | str    # scalar programs, or row activations by name
+    recurrent_activation: tuple | str
     kernel: np.ndarray         # (I, G*F); ConvLSTM: (kh, kw, C, G*F)
     recurrent: np.ndarray      # (F, G*F); ConvLSTM: (kh, kw, F, G*F)
     bias: np.ndarray | None    # input bias (G*F,)
@@ -106,8 +115,8 @@ def make_cell(call: LayerCall, cls: str, in_features: int) -> Cell:
             bias, rbias = b[:g * units], b[g * units:]
         else:
             bias = b
-    return Cell(call, kind, units, activation_program(call, act), activation_program(call, ract), ws[0], ws[1],
-                bias, rbias, reset_after)
+    return Cell(call, kind, units, activation_program(call, act, kind, units),
+                activation_program(call, ract, kind, units), ws[0], ws[1], bias, rbias, reset_after)
 
 
 @dataclass

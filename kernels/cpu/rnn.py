@@ -1,5 +1,7 @@
 """Building blocks of the generated recurrence loops (see compiler/codegen/cpu_seq.py): the recurrent
-product of one timestep and vectorizable float32 tanh and sigmoid for the fused gates.
+product of one timestep, vectorizable float32 tanh and sigmoid for the fused gates, and the activations
+that are functions of a whole gate (softmax, log_softmax, sparsemax, glu: Keras applies a cell's
+activation to each gate's slice of units separately).
 
 numba has no vector math library here, so `math.tanh`/`math.exp` in a gate loop are scalar calls that
 stop LLVM from vectorizing it; these rational approximations are branch-free arithmetic that it does
@@ -7,6 +9,8 @@ vectorize. They are the approximation XLA's CPU backend uses for float32 tanh (E
 fit on [-7.9, 7.9]), accurate to a few float32 ulps, so the match with Keras on JAX is as close as with
 libm.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -70,3 +74,65 @@ def recur_matmul(h, u, z):
         for j in range(m):
             z[0, j] += hq * u[q, j]
         q += 1
+
+
+# ---------------------------------------------------------------------- activations of a whole gate
+# Each updates a[b, s:s + F] in place: one gate's F units of one row (and one position of a ConvLSTM).
+@njit(inline="always", **OPTS)
+def softmax_row(a, b, s, F):
+    """exp(x - max) / sum(exp(x - max)), as jax.nn.softmax."""
+    m = a[b, s]
+    for j in range(1, F):
+        m = max(m, a[b, s + j])
+    tot = np.float32(0.0)
+    for j in range(F):
+        e = math.exp(a[b, s + j] - m)
+        a[b, s + j] = e
+        tot += e
+    for j in range(F):
+        a[b, s + j] = a[b, s + j] / tot
+
+
+@njit(inline="always", **OPTS)
+def log_softmax_row(a, b, s, F):
+    """(x - max) - log(sum(exp(x - max))), as jax.nn.log_softmax."""
+    m = a[b, s]
+    for j in range(1, F):
+        m = max(m, a[b, s + j])
+    tot = np.float32(0.0)
+    for j in range(F):
+        tot += math.exp(a[b, s + j] - m)
+    lse = math.log(tot)
+    for j in range(F):
+        a[b, s + j] = (a[b, s + j] - m) - lse
+
+
+@njit(**OPTS)
+def sparsemax_row(a, b, s, F):
+    """Keras 3's sparsemax (see kernels/cpu/sparsemax.py for its tau)."""
+    z = np.empty(F, np.float64)
+    for k in range(F):
+        z[k] = a[b, s + k]
+    z.sort()
+    cs = 0.0
+    acc = 0.0
+    count = 0
+    for k in range(F):
+        v = z[F - 1 - k]
+        cs += v
+        if v - (cs - 1.0) / (k + 1) > 0.0:
+            acc += cs
+            count += 1
+    tau = (acc - 1.0) / count
+    for k in range(F):
+        v = a[b, s + k] - tau
+        a[b, s + k] = v if v > 0.0 else 0.0
+
+
+@njit(inline="always", **OPTS)
+def glu_row(a, b, s, F):
+    """x[:F/2] * sigmoid(x[F/2:]) of a gate of F = 2 units: one value, which Keras's cell broadcasts
+    over the 2 units (the only size at which a recurrent cell with glu runs in Keras)."""
+    v = a[b, s] * (np.float32(1.0) / (np.float32(1.0) + math.exp(-a[b, s + 1])))
+    a[b, s] = v
+    a[b, s + 1] = v
