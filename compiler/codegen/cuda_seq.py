@@ -33,7 +33,8 @@ SHARED_BYTES = 48 * 1024
 
 
 def _threads(width: int) -> int:
-    return min(MAX_THREADS, -(-width // 32) * 32)
+    # not rounded up to whole warps: threads past `width` would only wait at the barriers
+    return min(MAX_THREADS, width)
 
 
 def _cached(nt: int, floats: int) -> bool:
