@@ -59,7 +59,8 @@ def test_recurrent_layers_one_launch_per_rnn(tmp_path, cache_dir):
     x = [tokens(2, 5, 12, seed=2), floats((2, 5, 3), seed=2)[0]]  # (batch 1: the other tests)
     assert_matches(cm.predict(x), keras_predict(model, x), "recurrent [cuda]")
     rnn_nodes = [m for m in cm.manifest["nodes"] if m["op"] == "rnn"]
-    assert _rnn_launches(cm) == len(rnn_nodes) == 13  # one launch per RNN node, whatever the steps
+    # at most one launch per RNN node, whatever the steps; independent ones (Bidirectional) share one
+    assert len(rnn_nodes) == 13 and _rnn_launches(cm) <= 9
 
 
 def test_register_and_thread_limits(tmp_path, cache_dir, monkeypatch):
@@ -89,7 +90,8 @@ def test_stateful_rnn_keeps_state_on_device(tmp_path, cache_dir):
     seq = k.Input(batch_shape=(2, 4, 3), name="seq")
     a = L.LSTM(3, stateful=True, return_sequences=True, name="lstm")(seq)
     b = L.GRU(2, stateful=True, name="gru")(a)
-    model = randomize(k.Model(seq, b, name="stateful"))
+    c = L.Bidirectional(L.SimpleRNN(2, stateful=True), name="bi")(seq)  # one launch with the LSTM
+    model = randomize(k.Model(seq, [b, c], name="stateful"))
     xs = floats((2, 4, 3), (2, 4, 3), (2, 4, 3), seed=4)
     cm = _compile(model, tmp_path, cache_dir)
     assert cm.stateful
@@ -106,9 +108,10 @@ def test_stateful_rnn_keeps_state_on_device(tmp_path, cache_dir):
     with pytest.raises(kerasjit.InputError, match="stateful"):
         cm.predict(xs[0][:1])
     cm.reset_states()
-    first = cm.predict(xs[0][:1])
+    first = cm.predict(xs[0][:1])[0]
     assert first.shape == (1, 2)
-    assert not np.array_equal(cm.predict(xs[0][:1]), first)  # the second call starts from the first's state
+    assert not np.array_equal(cm.predict(xs[0][:1])[0], first)  # the second call starts from the first's state
+    assert _rnn_launches(cm) == 2 and "cuda.blockIdx.y == 1" in (cm.path / "model_gen.py").read_text()
 
 
 def test_embedding_integer_inputs_host_and_device(tmp_path, cache_dir):
@@ -133,9 +136,9 @@ def test_embedding_integer_inputs_host_and_device(tmp_path, cache_dir):
     assert_matches(y.copy_to_host(), ref, "imdb [int32 device]")
     with pytest.raises(kerasjit.InputError, match="int32"):
         cm.predict(cuda.to_device(x.astype(np.int64)))
-    # per direction a gather (of the Embedding folded into the LSTM's input projection) and the LSTM;
-    # the concat's two copies; the dense head
-    assert len(cm._batch(3).launches) == 7
+    # per direction a gather (of the Embedding folded into the LSTM's input projection); both LSTMs in
+    # one launch; the concat's two copies; the dense head
+    assert len(cm._batch(3).launches) == 6 and _rnn_launches(cm) == 1
 
 
 def test_attention(tmp_path, cache_dir):
@@ -209,4 +212,4 @@ def test_imdb_bidirectional_lstm_on_gpu(tmp_path, cache_dir):
     for n in (1, 32):
         x = tokens(n, 200, 20000, seed=n)
         assert_matches(cm.predict(x), keras_predict(model, x), f"imdb [cuda, batch {n}]")
-    assert _rnn_launches(cm) == 2
+    assert _rnn_launches(cm) == 1  # both directions in one launch

@@ -37,7 +37,7 @@ from ..plan import plan_memory
 from .common import Blob, Constants, IndentedBuffer, collapse, step_lines
 from .cpu import Generated, _is_depthwise, _is_pointwise, _lead, _three
 from .cpu_seq import state_layout
-from .cuda_seq import SEQ_EMITTERS
+from .cuda_seq import SEQ_EMITTERS, group_recurrences, planning_view
 
 BLOCK = 256  # threads per block of the one-thread-per-element kernels
 JIT = "@cuda.jit(cache=True)"
@@ -54,11 +54,13 @@ class CudaCodegen:
     """Holds the state of rendering one graph: variable names, weights blob, kernel instances."""
 
     def __init__(self, g: Graph):
+        # independent RNN nodes side by side, each run of them one launch (cuda_seq.group_recurrences)
+        g, self.rnn_groups = group_recurrences(g)
         self.g = g
         self.values = g.values()
         self.state_slots = state_layout(g)  # stateful RNN node -> (offset, size) in the state buffer
         self.simulated = simulated()
-        self.plan = plan_memory(g, in_place_ok=self.in_place_ok)
+        self.plan = plan_memory(planning_view(g, self.rnn_groups), in_place_ok=self.in_place_ok)
         self.blob = Blob()
         self.c = Constants()
         self.defs: dict[str, str] = {}      # source with `{name}` placeholder -> emitted name
