@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactError, DeviceMemoryError, InputError
+from ..errors import DeviceMemoryError, InputError
 from .cuda_device import cuda_environment, simulated
 from .model import CompiledModel
 
@@ -44,6 +44,7 @@ class _Batch:
     host_ins: list     # pinned staging buffers for numpy inputs
     host_outs: list
     launches: list     # (configured kernel, args)
+    state: Any = None  # stateful RNNs' states (device, zeros at first), which the launches read and advance
     graph: Any = None  # (CUgraph, CUgraphExec) once captured
     finalizer: Any = field(default=None, repr=False)
 
@@ -102,6 +103,16 @@ class CudaArray:
             pass
 
 
+def _configure(kernel: Any, grid: Any, block: Any, stream: Any) -> Any:
+    return kernel[grid, block, stream]
+
+
+def _configure_late(kernel: Any, grid: Any, block: Any, stream: Any) -> Any:
+    """The simulator's `kernel[grid, block]` sets the grid on the kernel itself and returns it: a kernel
+    launched at two sites with different grids would run both with the last one. Configure at the call."""
+    return lambda *args: kernel[grid, block, stream](*args)
+
+
 def _device_ptr(a: Any) -> int:
     return int(a.__cuda_array_interface__["data"][0])
 
@@ -138,8 +149,6 @@ class CudaModel(CompiledModel):
     def __init__(self, path: str | Path, verify: bool = True):
         cuda_environment()  # TargetError without numba-cuda or a GPU, before anything imports numba.cuda
         super().__init__(path, verify=verify)
-        if self._state_per_sample:
-            raise ArtifactError(f"{self.path}: stateful recurrent models are not supported on CUDA")
         from numba import cuda
         self._cuda = cuda
         self._launches = self._module.launches
@@ -148,6 +157,7 @@ class CudaModel(CompiledModel):
         self._ws = cuda.device_array(max(int(getattr(self._module, "WORKSPACE", 16)), 16), np.float32)
         self._sms = 1 if simulated() else cuda.get_current_device().MULTIPROCESSOR_COUNT
         self._batches: OrderedDict[int, _Batch] = OrderedDict()
+        self._state_batch: int | None = None  # the batch size whose states the device holds (stateful)
         self._lock = threading.Lock()
         self.use_graphs = not simulated() and os.environ.get("KERASJIT_CUDA_GRAPHS", "1") != "0"
         self._stream.synchronize()
@@ -196,11 +206,25 @@ class CudaModel(CompiledModel):
         arena = cuda.device_array(max(n * self._arena_per_sample, 16), np.float32)
         host_ins = [cuda.pinned_array(a.shape, a.dtype) for a in ins]
         host_outs = [cuda.pinned_array(a.shape, np.float32) for a in outs]
+        state = []
+        if self._state_per_sample:
+            state = [cuda.to_device(np.zeros(n * self._state_per_sample, np.float32), stream=self._stream)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numba warns of grids under 128 blocks: small layers have them
-            launches = [(kernel[grid, block, self._stream], args) for kernel, grid, block, args in
-                        self._launches(self._dblob, arena, self._ws, n, self._sms, *ins, *outs)]
-        return _Batch(n, arena, ins, outs, host_ins, host_outs, launches)
+            configure = _configure_late if simulated() else _configure
+            launches = [(configure(kernel, grid, block, self._stream), args) for kernel, grid, block, args in
+                        self._launches(self._dblob, arena, self._ws, n, self._sms, *ins, *outs, *state)]
+        return _Batch(n, arena, ins, outs, host_ins, host_outs, launches, state[0] if state else None)
+
+    def _check_state_batch(self, n: int) -> None:
+        """A stateful model's states belong to one batch size until `reset_states` (as on the CPU)."""
+        if not self._state_per_sample:
+            return
+        if self._state_batch is None:
+            self._state_batch = n
+        elif n != self._state_batch:
+            raise InputError(f"model {self.name!r} is stateful and holds the states of a batch of "
+                             f"{self._state_batch}; got a batch of {n} (call reset_states() first)")
 
     def _drop(self, n: int) -> None:
         b = self._batches.pop(n)
@@ -293,6 +317,7 @@ class CudaModel(CompiledModel):
             if n == 0:
                 outs = [CudaArray(0, s, h) if on_device else np.empty(s, np.float32) for s in shapes]
                 return outs[0] if len(outs) == 1 else outs
+            self._check_state_batch(n)
             b = self._batch(n)
             for k, a in enumerate(xs):
                 if on_device:
@@ -341,6 +366,7 @@ class CudaModel(CompiledModel):
                 if on_device:
                     outs = [self._cuda.device_array(o.shape, np.float32) for o in outs]
                 return outs[0] if len(outs) == 1 else outs
+            self._check_state_batch(n)
             b = self._batch(n)
             stream = self._stream
             for buf, host, a in zip(b.ins, b.host_ins, xs):
@@ -373,4 +399,12 @@ class CudaModel(CompiledModel):
     __call__ = predict
 
     def reset_states(self) -> None:
-        """Nothing to reset: stateful models are not compiled for CUDA."""
+        """Clear the states that stateful recurrent layers keep on the device across `predict` calls, as
+        Keras's `model.reset_states()`; the next call may then use any batch size."""
+        with self._lock:  # never under a running call
+            for b in self._batches.values():
+                if b.state is not None:
+                    # in place: the launch lists and captured graphs hold this buffer's address
+                    b.state.copy_to_device(np.zeros(b.state.size, np.float32), stream=self._stream)
+            self._stream.synchronize()
+            self._state_batch = None

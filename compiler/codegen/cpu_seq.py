@@ -83,8 +83,11 @@ def state_layout(g: Graph) -> dict[str, tuple[int, int]]:
 
 
 # ---------------------------------------------------------------------- scalar programs
-def program_lines(program: tuple, x: str, out: str, c: Callable[[float], str], tag: str) -> list[str]:
-    """Statements computing scalar `out` = program(x) (see rules_seq: the activations of a cell)."""
+def program_lines(program: tuple, x: str, out: str, c: Callable[[float], str], tag: str,
+                  vector_math: bool = True) -> list[str]:
+    """Statements computing scalar `out` = program(x) (see rules_seq: the activations of a cell);
+    `vector_math`: tanh and sigmoid through the vectorizable CPU kernels of kernels/cpu/rnn.py (the
+    CUDA backend's device code uses the libdevice functions of `step_lines` instead)."""
     if not program:
         return [f"{out} = {x}"]
     lines: list[str] = []
@@ -99,9 +102,9 @@ def program_lines(program: tuple, x: str, out: str, c: Callable[[float], str], t
     for k, (op, attrs, args) in enumerate(program):
         v = names[k]
         lines.append(f"{v} = {arg(args[0])}")
-        if op is Op.TANH:
+        if op is Op.TANH and vector_math:
             lines.append(f"{v} = _rnn.tanh32({v})")
-        elif op is Op.SIGMOID:
+        elif op is Op.SIGMOID and vector_math:
             lines.append(f"{v} = _rnn.sigmoid32({v})")
         elif op.group is Group.UNARY:
             lines += step_lines(Step(op, tuple(attrs)), v, None, c)

@@ -1,11 +1,12 @@
 """CUDA backend: renders a planned graph as the Python source of one module of `numba.cuda.jit` kernels
 and a host function that lists their launches.
 
-The module defines `launches(blob, arena, ws, n, sms, in0, ..., out0, ...)`: every kernel launch of
-one predict at batch `n`, in order, as `(kernel, grid, block, args)` tuples. All arrays are flat
-float32 device arrays (inputs in their own dtype): `blob` the packed weights, `arena` the planned
+The module defines `launches(blob, arena, ws, n, sms, in0, ..., out0, ...[, state])`: every kernel
+launch of one predict at batch `n`, in order, as `(kernel, grid, block, args)` tuples. All arrays are
+flat float32 device arrays (inputs in their own dtype): `blob` the packed weights, `arena` the planned
 scratch memory (`n * arena_per_sample` long), `ws` the split-K workspace (`WORKSPACE` long), `sms`
-the device's multiprocessor count (tile choice). The
+the device's multiprocessor count (tile choice), `state` the stateful RNNs' states (only in a model
+that has them, `n * state_per_sample` long, kept by the runtime across calls). The
 runtime calls it once per batch size with its own device buffers, so launch arguments are computed
 once; it then replays the list, or a CUDA graph captured from it.
 
@@ -23,16 +24,20 @@ from typing import Callable
 import numpy as np
 
 from ...errors import CompileError
+from ...kernels.cuda import conv_transpose as _convt
 from ...kernels.cuda import depthwise as _dw
 from ...kernels.cuda import gemm as _gemm
 from ...kernels.cuda import layout as _layout
 from ...kernels.cuda import pool as _pool
 from ...kernels.cuda import reduce as _reduce
+from ...kernels.cuda import sparsemax as _sparsemax
 from ...kernels.cuda.template import instantiate, simulated, template_source
 from ..ir import Graph, Group, Node, Op
 from ..plan import plan_memory
 from .common import Blob, Constants, IndentedBuffer, collapse, step_lines
-from .cpu import Generated, _is_depthwise, _is_pointwise, _three
+from .cpu import Generated, _is_depthwise, _is_pointwise, _lead, _three
+from .cpu_seq import state_layout
+from .cuda_seq import SEQ_EMITTERS, group_recurrences, planning_view
 
 BLOCK = 256  # threads per block of the one-thread-per-element kernels
 JIT = "@cuda.jit(cache=True)"
@@ -49,9 +54,13 @@ class CudaCodegen:
     """Holds the state of rendering one graph: variable names, weights blob, kernel instances."""
 
     def __init__(self, g: Graph):
+        # independent RNN nodes side by side, each run of them one launch (cuda_seq.group_recurrences)
+        g, self.rnn_groups = group_recurrences(g)
         self.g = g
         self.values = g.values()
-        self.plan = plan_memory(g, in_place_ok=self.in_place_ok)
+        self.state_slots = state_layout(g)  # stateful RNN node -> (offset, size) in the state buffer
+        self.simulated = simulated()
+        self.plan = plan_memory(planning_view(g, self.rnn_groups), in_place_ok=self.in_place_ok)
         self.blob = Blob()
         self.c = Constants()
         self.defs: dict[str, str] = {}      # source with `{name}` placeholder -> emitted name
@@ -252,7 +261,8 @@ class CudaCodegen:
         g = self.g
         ins = [f"in{k}" for k in range(len(g.inputs))]
         outs = [f"out{k}" for k in range(len(g.outputs))]
-        self.line(f"def launches(blob, arena, ws, n, sms, {', '.join(ins + outs)}):")
+        state = ["state"] if self.state_slots else []
+        self.line(f"def launches(blob, arena, ws, n, sms, {', '.join(ins + outs + state)}):")
         with self.body.indent():
             self.line('"""Every kernel launch of one predict at batch n: (kernel, grid, block, args)."""')
             self.line("L = []")
@@ -279,7 +289,7 @@ class CudaCodegen:
                 "from kerasjit.kernels.cuda.gemm import choose as _choose", "", f"WORKSPACE = {WORKSPACE}", ""]
         src = "\n".join(head + self.c.declarations() + [""] + [d + "\n" for d in self.def_src]) + "\n" + \
             self.body.getvalue()
-        return Generated(src, self.blob, self.plan)
+        return Generated(src, self.blob, self.plan, sum(size for _, size in self.state_slots.values()))
 
 
 # ---------------------------------------------------------------------- emitters
@@ -383,6 +393,21 @@ def emit_pool(cg: CudaCodegen, node: Node, out: str) -> None:
                  [str(v) for v in (h, wd, xs[-1], oh, ow, kh, kw, sh, sw, pt, pl)])
 
 
+def emit_conv_transpose(cg: CudaCodegen, node: Node, out: str) -> None:
+    x, wname = node.inputs[0], node.inputs[1]
+    w = cg.g.params[wname]
+    rank = len(node.attr("strides"))
+    cin, cout = w.shape[-2:]
+    xs = cg.shape(x)
+    epi, ep = cg.fused_epilogue(node, out)
+    geometry = (_lead(xs[1:-1], rank, 3, 1) + (cin,) + _lead(node.out.shape[1:-1], rank, 3, 1) + (cout,)
+                + _lead(w.shape[:-2], rank, 3, 1) + _lead(node.attr("strides"), rank, 3, 1)
+                + _lead(node.attr("dilation"), rank, 3, 1) + _lead((lo for lo, _ in node.attr("pads")), rank, 3, 0))
+    cg.launch_1d(cg.kernel(_convt.conv_transpose3d, epilogue=epi), cg.size(node.out.shape),
+                 [cg.ref(x), cg.ref(wname), out, "total"] + [str(int(v)) for v in geometry] + [ep])
+    cg.finish_epilogue(node, out)
+
+
 def _three_exprs(shape: tuple, first: int, last: int) -> list[str]:
     return _three(shape, first, last).strip("()").split(", ")
 
@@ -402,6 +427,13 @@ def emit_softmax(cg: CudaCodegen, node: Node, out: str) -> None:
     a, r, b = _three_exprs(cg.shape(node.inputs[0]), axis, axis)
     cg.line(f"total = ({a}) * ({b})")
     cg.launch(cg.kernel(_reduce.softmax3), _ceil("total", BLOCK), BLOCK, [cg.ref(node.inputs[0]), out, a, r, b])
+
+
+def emit_sparsemax(cg: CudaCodegen, node: Node, out: str) -> None:
+    axis = node.attr("axis")
+    a, r, b = _three_exprs(cg.shape(node.inputs[0]), axis, axis)
+    cg.line(f"total = ({a}) * ({b})")
+    cg.launch(cg.kernel(_sparsemax.sparsemax3), _ceil("total", BLOCK), BLOCK, [cg.ref(node.inputs[0]), out, a, r, b])
 
 
 def emit_reshape(cg: CudaCodegen, node: Node, out: str) -> None:
@@ -490,7 +522,10 @@ EMITTERS: dict[Op, Callable[[CudaCodegen, Node, str], None]] = {
     Op.PAD: emit_pad,
     Op.CONCAT: emit_concat,
     Op.SLICE: emit_slice,
+    Op.CONV_TRANSPOSE: emit_conv_transpose,
+    Op.SPARSEMAX: emit_sparsemax,
 }
+EMITTERS.update(SEQ_EMITTERS)
 
 
 def generate_cuda(g: Graph) -> Generated:

@@ -1,0 +1,405 @@
+"""CUDA emitters of the sequence ops (RNN, GATHER, ONE_HOT, BMM), registered into `cuda.EMITTERS`.
+
+An RNN node is (at most) one kernel launch for the whole sequence: one thread block per batch row loops over
+time inside the kernel, so a 200-step LSTM costs one launch, not 200. Per step, the block's threads
+first compute the recurrent product z = h @ U, one column of U each (h in shared memory, read as a
+broadcast; U's column in registers when it fits, else read from global memory, where it stays in
+L1/L2), then one thread per unit applies the cell's gates, activations and the input projection xp
+(one read of xp[b, t]) and updates its h (and c) in shared memory. Two barriers per step (four for a
+GRU without reset_after, whose candidate needs (r * h) @ U_h). A masked step is block-uniform (a
+block is one row), so it skips the step, barriers included. Independent RNN nodes (a Bidirectional's
+two directions, parallel branches) are moved side by side and launched together: grid (n, nodes),
+blockIdx.y picks the node's branch, so both directions of a Bidirectional run at once in one launch. The input projection of every timestep
+is the MATMUL (or GATHER, for an Embedding folded into it) before the node: one GEMM.
+
+Stateful RNNs read and leave their states in the `state` device buffer that `launches` takes last
+(`cpu_seq.state_layout` assigns the slots, the same as on the CPU).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import numpy as np
+
+from ...errors import CompileError
+from ...kernels.cuda import seq as _seq
+from ..ir import Graph, Node, Op
+from .cpu_seq import _RnnGeometry, program_lines
+from .common import IndentedBuffer
+
+#: at most this many threads per RNN block, and the most floats of U a thread keeps in registers
+MAX_THREADS = 1024
+MAX_CACHED = 128
+#: static shared memory per block (bytes)
+SHARED_BYTES = 48 * 1024
+
+
+def _threads(width: int) -> int:
+    # not rounded up to whole warps: threads past `width` would only wait at the barriers
+    return min(MAX_THREADS, width)
+
+
+def _cached(nt: int, floats: int) -> bool:
+    """Whether `floats` of U per thread fit in registers next to the rest at `nt` threads per block
+    (65536 registers per multiprocessor, about 48 for everything else)."""
+    return floats <= min(MAX_CACHED, 65536 // nt - 48)
+
+
+def _matvec(buf: IndentedBuffer, src: str, w: str, cache: str | None, width: int, F: int, nt: int,
+            dst: str) -> None:
+    """dst[col] = sum_k src[k] * w[k, col] for col < width (w row-major (F, width)); with `cache`, the
+    thread's column lives in the local array of that name (one column per thread: width <= nt)."""
+    if cache:
+        buf.line(f"if tid < {width}:")
+        with buf.indent():
+            for a in range(4):
+                buf.line(f"a{a} = float32(0.0)")
+            for k in range(F):
+                buf.line(f"a{k % 4} += {src}[{k}] * {cache}[{k}]")
+            buf.line(f"{dst}[tid] = (a0 + a1) + (a2 + a3)")
+        return
+    buf.line(f"for col in range(tid, {width}, {nt}):")
+    with buf.indent():
+        buf.line("acc = float32(0.0)")
+        buf.line(f"for k in range({F}):")
+        buf.line(f"    acc += {src}[k] * {w}[k * {width} + col]")
+        buf.line(f"{dst}[col] = acc")
+
+
+def _load_cache(buf: IndentedBuffer, w: str, cache: str, width: int, F: int) -> None:
+    buf.line(f"{cache} = cuda.local.array({F}, float32)")
+    buf.line(f"col = min(tid, {width - 1})")  # threads past the last column load a copy of it, unused
+    for k in range(F):
+        buf.line(f"{cache}[{k}] = {w}[{k * width} + col]")
+
+
+def _gate_lines(geo: _RnnGeometry, c: Callable[[float], str]) -> list[str]:
+    """The fused update of unit j of the block's row, from zs (recurrent product) and xp[xb:]."""
+    a, F = geo.attrs, geo.F
+    act = lambda x, out, tag: program_lines(a["activation"], x, out, c, tag, False)  # noqa: E731
+    ract = lambda x, out, tag: program_lines(a["recurrent_activation"], x, out, c, tag, False)  # noqa: E731
+    one = c(1.0)
+    if geo.cell == "simple":
+        return act("xp[xb + j] + zs[j]", "hn", "_a") + ["hs[j] = hn"]
+    if geo.cell == "gru" and a.get("reset_after"):
+        rb = lambda k: f" + rb[{k * F} + j]" if a.get("has_rbias") else ""  # noqa: E731
+        return (ract(f"xp[xb + j] + (zs[j]{rb(0)})", "gz", "_r")
+                + ract(f"xp[xb + {F} + j] + (zs[{F} + j]{rb(1)})", "gr", "_s")
+                + act(f"xp[xb + {2 * F} + j] + gr * (zs[{2 * F} + j]{rb(2)})", "hh", "_a")
+                + [f"hs[j] = gz * hs[j] + ({one} - gz) * hh"])
+    if geo.cell == "gru":  # the second half, after zh = (r * h) @ U_h (see `_kernel_source`)
+        return act(f"xp[xb + {2 * F} + j] + zh[j]", "hh", "_a") + \
+            ["gz = zs[j]", f"hs[j] = gz * hs[j] + ({one} - gz) * hh"]
+    return (ract("xp[xb + j] + zs[j]", "gi", "_r")
+            + ract(f"xp[xb + {F} + j] + zs[{F} + j]", "gf", "_s")
+            + act(f"xp[xb + {2 * F} + j] + zs[{2 * F} + j]", "gc", "_a")
+            + ract(f"xp[xb + {3 * F} + j] + zs[{3 * F} + j]", "go", "_o")
+            + ["cn = gf * cs[j] + gi * gc", "cs[j] = cn"]
+            + act("cn", "hc", "_b") + ["hs[j] = go * hc"])
+
+
+def _columns(geo: _RnnGeometry) -> int:
+    """Columns of the first recurrent product (U's, or U_z and U_r's for a GRU without reset_after)."""
+    return 2 * geo.F if geo.gru_split else geo.G * geo.F
+
+
+def _shared_bytes(geo: _RnnGeometry) -> int:
+    """Static shared memory of one node's branch: h (and c), the product, and r * h with its product."""
+    return 4 * (geo.F * (1 + (geo.K == 2) + 2 * geo.gru_split) + _columns(geo))
+
+
+def _needed_threads(geo: _RnnGeometry, layer: str) -> int:
+    """Threads per block the node wants; CompileError when its shared memory does not fit a block."""
+    F, zw = geo.F, _columns(geo)
+    shared = _shared_bytes(geo) // 4
+    if geo.cell == "convlstm":
+        raise CompileError(f"layer {layer!r}: ConvLSTM is not supported by the CUDA backend yet; "
+                           f"compile this model with target='cpu'")
+    if shared * 4 > SHARED_BYTES:
+        raise CompileError(f"layer {layer!r}: {F} units of a {geo.cell} cell need {shared * 4} bytes of shared "
+                           f"memory per block, more than the CUDA backend's {SHARED_BYTES}; compile this "
+                           f"model with target='cpu'")
+    return _threads(max(zw, F))
+
+
+def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
+    """The statements of one RNN node's block (row `b`, thread `tid`, `nt` threads), reading its
+    arguments by their plain names (xp, u, uh, rb, mask, s0, s1, out, state)."""
+    a = geo.attrs
+    T, F, G = geo.T, geo.F, geo.G
+    split = geo.gru_split
+    zw = _columns(geo)
+    cache = zw <= nt and _cached(nt, F * (2 if split else 1))
+    has_mask, unroll, zero = a.get("has_mask"), a.get("unroll"), c(0.0)
+    rows, seqs = geo.rows, a.get("return_sequences")
+    buf = IndentedBuffer()
+    buf.line(f"hs = cuda.shared.array({F}, float32)")
+    if geo.K == 2:
+        buf.line(f"cs = cuda.shared.array({F}, float32)")
+    buf.line(f"zs = cuda.shared.array({zw}, float32)")
+    if split:
+        buf.line(f"rh = cuda.shared.array({F}, float32)")
+        buf.line(f"zh = cuda.shared.array({F}, float32)")
+    # initial states: given, kept from the last call, or zeros
+    buf.line(f"for j in range(tid, {F}, {nt}):")
+    with buf.indent():
+        for k, sname in enumerate(["hs", "cs"][:geo.K]):
+            if a.get("n_init"):
+                src = f"s{k}[b * {F} + j]"
+            elif a.get("stateful"):
+                src = f"state[(b * {geo.K} + {k}) * {F} + j]"
+            else:
+                src = zero
+            buf.line(f"{sname}[j] = {src}")
+    if cache:
+        _load_cache(buf, "u", "uc", zw, F)
+        if split:
+            _load_cache(buf, "uh", "uhc", F, F)
+    if unroll and has_mask:
+        buf.line("seen = False")
+    buf.line("cuda.syncthreads()")
+    buf.line(f"for s in range({T}):")
+    with buf.indent():
+        buf.line(f"t = {T - 1} - s" if a.get("go_backwards") else "t = s")
+        oi = "t" if a.get("time_order") else "s"
+        if has_mask:
+            # one row per block: the branch is uniform, so the barriers inside it are safe
+            buf.line(f"if mask[b * {T} + t] == {zero}:")
+            with buf.indent():
+                if seqs:
+                    if a.get("zero_masked"):
+                        val = zero
+                    elif unroll:
+                        val = f"hs[j] if seen else {zero}"
+                    else:
+                        val = "hs[j]"
+                    buf.line(f"for j in range(tid, {F}, {nt}):")
+                    buf.line(f"    out[(b * {rows} + {oi}) * {F} + j] = {val}")
+                buf.line("continue")
+            if unroll:
+                buf.line("seen = True")
+        _matvec(buf, "hs", "u", "uc" if cache else None, zw, F, nt, "zs")
+        buf.line("cuda.syncthreads()")
+        buf.line(f"xb = (b * {T} + t) * {G * F}")
+        if split:
+            buf.line(f"for j in range(tid, {F}, {nt}):")
+            with buf.indent():
+                for line in program_lines(a["recurrent_activation"], "xp[xb + j] + zs[j]", "gz", c, "_r", False):
+                    buf.line(line)
+                for line in program_lines(a["recurrent_activation"], f"xp[xb + {F} + j] + zs[{F} + j]", "gr",
+                                          c, "_s", False):
+                    buf.line(line)
+                buf.line("zs[j] = gz")
+                buf.line("rh[j] = gr * hs[j]")
+            buf.line("cuda.syncthreads()")
+            _matvec(buf, "rh", "uh", "uhc" if cache else None, F, F, nt, "zh")
+            buf.line("cuda.syncthreads()")
+        buf.line(f"for j in range(tid, {F}, {nt}):")
+        with buf.indent():
+            for line in _gate_lines(geo, c):
+                buf.line(line)
+            if seqs:
+                buf.line(f"out[(b * {rows} + {oi}) * {F} + j] = hs[j]")
+        buf.line("cuda.syncthreads()")
+    tail: list[str] = []  # the last output, final states and kept states of the row
+    if not seqs:
+        last = "0" if a.get("go_backwards") else str(T - 1)
+        if has_mask and a.get("zero_masked"):
+            tail.append(f"out[b * {rows} * {F} + j] = {zero} if mask[b * {T} + {last}] == {zero} else hs[j]")
+        elif has_mask and unroll:
+            tail.append(f"out[b * {rows} * {F} + j] = hs[j] if seen else {zero}")
+        else:
+            tail.append(f"out[b * {rows} * {F} + j] = hs[j]")
+    for k, sname in enumerate(["hs", "cs"][:a.get("out_states", 0)]):
+        tail.append(f"out[(b * {rows} + {geo.R + k}) * {F} + j] = {sname}[j]")
+    if a.get("stateful"):
+        for k, sname in enumerate(["hs", "cs"][:geo.K]):
+            tail.append(f"state[(b * {geo.K} + {k}) * {F} + j] = {sname}[j]")
+    if tail:
+        buf.line(f"for j in range(tid, {F}, {nt}):")
+        with buf.indent():
+            for line in tail:
+                buf.line(line)
+    return buf.getvalue()
+
+
+_ARG = re.compile(r"\b(xp|uh|u|rb|mask|s0|s1|out|state)(?=\[)")
+
+
+def _arguments(cg: Any, node: Node, out: str, geo: _RnnGeometry) -> tuple[list[str], list[str]]:
+    """(argument names, launch expressions) of one RNN node."""
+    a = geo.attrs
+    named = dict(zip(geo.names, node.inputs))
+    F, u = geo.F, cg.g.params[named["U"]]
+    args, exprs = ["xp", "u"], [cg.ref(named["xp"])]
+    if geo.gru_split:
+        exprs.append(cg.weight(f"{named['U']}@zr", u[:, :2 * F]))
+        args.append("uh")
+        exprs.append(cg.weight(f"{named['U']}@h", u[:, 2 * F:]))
+    else:
+        exprs.append(cg.ref(named["U"]))
+    if a.get("has_rbias"):
+        args.append("rb")
+        exprs.append(cg.ref(named["rbias"]))
+    if a.get("has_mask"):
+        args.append("mask")
+        exprs.append(cg.ref(named["mask"]))
+    for k in range(a.get("n_init", 0)):
+        args.append(f"s{k}")
+        exprs.append(cg.ref(named[f"state{k}"]))
+    args.append("out")
+    exprs.append(out)
+    if a.get("stateful"):
+        off, size = cg.state_slots[node.out.name]
+        args.append("state")
+        exprs.append(f"state[n * {off}:n * {off + size}]")
+    return args, exprs
+
+
+def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
+    """One launch for independent RNN nodes (a Bidirectional's two directions): grid (n, len(nodes)),
+    blockIdx.y picks the node; each branch is the node's own kernel body, its arguments suffixed."""
+    from .cuda import JIT  # cuda imports this module
+    geos = [_RnnGeometry(nd, cg.values) for nd in nodes]
+    nt = max(_needed_threads(geo, nd.layer) for geo, nd in zip(geos, nodes))
+    all_args: list[str] = []
+    all_exprs: list[str] = []
+    buf = IndentedBuffer()
+    for k, (geo, nd, out) in enumerate(zip(geos, nodes, outs)):
+        args, exprs = _arguments(cg, nd, out, geo)
+        suffix = f"_{k}" if len(nodes) > 1 else ""
+        all_args += [x + suffix for x in args]
+        all_exprs += exprs
+        body = _ARG.sub(lambda m: m.group(1) + suffix, _kernel_body(geo, cg.c, nt))
+        if len(nodes) == 1:
+            buf.lines += body.rstrip("\n").split("\n")
+            continue
+        buf.line(("if" if k == 0 else "elif" if k < len(nodes) - 1 else "else") +
+                 (f" cuda.blockIdx.y == {k}:" if k < len(nodes) - 1 else ":"))
+        buf.lines += ["    " + ln if ln else ln for ln in body.rstrip("\n").split("\n")]
+    steps = ", ".join(str(g.T) for g in geos)
+    head = [f"def {{name}}({', '.join(all_args)}):",
+            f'    """One block per batch row and node, {nt} threads; the loop over {steps} steps inside."""',
+            "    b = cuda.blockIdx.x", "    tid = cuda.threadIdx.x"]
+    src = "\n".join(head + ["    " + ln if ln else ln for ln in buf.lines]) + "\n"
+    regs = None if cg.simulated else min(255, 65536 // nt) // 8 * 8
+    jit = JIT if regs is None else JIT[:-1] + f", max_registers={regs})"
+    name = cg.unique("_rnn", jit + "\n" + src)
+    cg.launch(name, "n" if len(nodes) == 1 else f"(n, {len(nodes)})", nt, all_exprs)
+
+
+def emit_rnn(cg: Any, node: Node, out: str) -> None:
+    group = cg.rnn_groups.get(node.out.name, [node.out.name])
+    if group[-1] != node.out.name:
+        return  # launched with the last node of its group
+    producers = cg.g.producers()
+    nodes = [producers[o] for o in group]
+    # the branches' shared arrays are all allocated: a run too big for one block launches node by node
+    if sum(_shared_bytes(_RnnGeometry(nd, cg.values)) for nd in nodes) > SHARED_BYTES:
+        for nd in nodes:
+            emit_rnn_group(cg, [nd], [cg.ref(nd.out.name)])
+        return
+    emit_rnn_group(cg, nodes, [cg.ref(o) for o in group])
+
+
+def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
+    """`g` with every RNN node delayed to just before the first node that reads it (RESHAPE views of
+    it move along), so that independent ones, such as a Bidirectional's two directions, become
+    adjacent; and, for each RNN node of a run of two or more adjacent ones, that run's outputs (the
+    codegen launches a run as one kernel). Each RNN still runs after its inputs, and the memory plan,
+    made after this reordering, keeps their inputs alive until then."""
+    pending: list[Node] = []        # delayed RNN nodes and views of them, in order
+    pending_names: set[str] = set()
+    order: list[Node] = []
+    groups: dict[str, list[str]] = {}
+
+    def flush() -> None:
+        rnns = [nd for nd in pending if nd.op is Op.RNN]
+        order.extend(rnns)
+        order.extend(nd for nd in pending if nd.op is not Op.RNN)
+        if len(rnns) > 1:
+            run = [nd.out.name for nd in rnns]
+            for name in run:
+                groups[name] = run
+        pending.clear()
+        pending_names.clear()
+
+    for nd in g.nodes:
+        reads = any(i in pending_names for i in nd.inputs)
+        if nd.op is Op.RESHAPE and reads:
+            pending.append(nd)
+            pending_names.add(nd.out.name)
+            continue
+        if reads:
+            flush()
+        if nd.op is Op.RNN:
+            pending.append(nd)
+            pending_names.add(nd.out.name)
+        else:
+            order.append(nd)
+    flush()
+    return g.with_nodes(order), groups
+
+
+def planning_view(g: Graph, groups: dict[str, list[str]]) -> Graph:
+    """`g` as the memory planner must see it when each run of `groups` is launched at its last node:
+    that node also reads every input of the run, so none is freed (and overwritten by a member's
+    output) while the run's kernel may still read it. For planning only: not a valid graph."""
+    last = {run[-1]: run for run in groups.values()}
+    producers = g.producers()
+    nodes = []
+    for nd in g.nodes:
+        run = last.get(nd.out.name)
+        if run:
+            extra = tuple(i for o in run[:-1] for i in producers[o].inputs if i not in nd.inputs)
+            nd = nd.with_(inputs=nd.inputs + tuple(dict.fromkeys(extra)))
+        nodes.append(nd)
+    return g.with_nodes(nodes)
+
+
+# ---------------------------------------------------------------------- gathers and batched matmuls
+def _rows(shape: tuple) -> str:
+    """Elements of `shape` (batch included) as an expression of n."""
+    static = int(np.prod([d for d in shape[1:]], dtype=np.int64))
+    return "n" if static == 1 else f"n * {static}"
+
+
+def emit_gather(cg: Any, node: Node, out: str) -> None:
+    idx, table = node.inputs
+    rows = cg.g.params[table]
+    width = int(np.prod(rows.shape[1:], dtype=np.int64))
+    tv = cg.weight(f"{table}@rows", rows.reshape(rows.shape[0], width))
+    cg.launch_1d(cg.kernel(_seq.gather_rows), f"({_rows(cg.shape(idx))}) * {width}",
+                 [cg.ref(idx), tv, out, "total", str(rows.shape[0]), str(width)])
+
+
+def emit_one_hot(cg: Any, node: Node, out: str) -> None:
+    idx = node.inputs[0]
+    depth = int(node.attr("depth"))
+    cg.launch_1d(cg.kernel(_seq.one_hot), f"({_rows(cg.shape(idx))}) * {depth}",
+                 [cg.ref(idx), out, "total", str(depth), str(bool(node.attr("truncate")))])
+
+
+def emit_bmm(cg: Any, node: Node, out: str) -> None:
+    a, b = node.inputs[0], node.inputs[1]  # then the operands of a fused epilogue
+    sa, so = cg.shape(a), node.out.shape
+    m, k, p = int(sa[-2]), int(sa[-1]), int(so[-1])
+    lead = _rows(so[:-2])
+    ts = _seq.TS
+    tm, tp = -(-m // ts), -(-p // ts)
+    epi, ep = cg.fused_epilogue(node, out)
+    kern = cg.kernel(_seq.bmm, {"TRANS": bool(node.attr("transpose_b"))}, epi)
+    cg.line(f"total = ({lead}) * {tm * tp}")
+    cg.line("if total:")
+    with cg.body.indent():
+        cg.launch(kern, "total", ts * ts, [cg.ref(a), cg.ref(b), out, str(m), str(k), str(p), str(tm), str(tp), ep])
+    cg.finish_epilogue(node, out)
+
+
+SEQ_EMITTERS: dict[Op, Callable[[Any, Node, str], None]] = {
+    Op.RNN: emit_rnn,
+    Op.GATHER: emit_gather,
+    Op.ONE_HOT: emit_one_hot,
+    Op.BMM: emit_bmm,
+}
