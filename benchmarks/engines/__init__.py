@@ -85,6 +85,7 @@ ENGINES: dict[str, tuple[str, str, str]] = {
     "tensorflow": ("tf_engine", "TensorFlow", "cpu"),
     "jax": ("jax_engine", "KerasJax", "cpu"),
     "torch": ("torch_engine", "TorchVision", "cuda"),
+    "torch-graph": ("torch_engine", "TorchVisionGraph", "cuda"),
 }
 
 
