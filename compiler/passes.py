@@ -223,11 +223,39 @@ def fuse_elementwise(g: Graph) -> Graph:
     return g.with_nodes([nodes_by_out[o] for o in order])
 
 
+def fold_pad_into_conv(g: Graph) -> Graph:
+    """A zero PAD of spatial axes only (ZeroPadding2D before a 'valid' strided conv, as in MobileNetV2)
+    whose readers are all convolutions becomes their padding: one copy of the tensor less."""
+    consumers = g.consumers()
+    outputs = set(g.outputs)
+    mapping: dict[str, Node] = {}
+    dropped: set[str] = set()
+    for n in g.nodes:
+        if n.op is not Op.PAD or float(n.attr("value", 0.0)) != 0.0 or n.out.name in outputs:
+            continue
+        pads = tuple(tuple(p) for p in n.attr("pads"))
+        readers = consumers.get(n.out.name, [])
+        if (len(pads) < 3 or pads[0] != (0, 0) or pads[-1] != (0, 0) or any(lo < 0 or hi < 0 for lo, hi in pads)
+                or not readers or any(r.op is not Op.CONV or r.inputs[0] != n.out.name or r.inputs.count(n.out.name) != 1
+                                      or len(r.attr("pads")) != len(pads) - 2 for r in readers)):
+            continue
+        for r in readers:
+            r = mapping.get(r.out.name, r)
+            new = tuple((lo + plo, hi + phi) for (lo, hi), (plo, phi) in zip(r.attr("pads"), pads[1:-1]))
+            mapping[r.out.name] = r.with_(inputs=(n.inputs[0],) + r.inputs[1:],
+                                         attrs={**dict(r.attrs), "pads": new})
+        dropped.add(n.out.name)
+    if not dropped:
+        return g
+    return g.with_nodes([mapping.get(n.out.name, n) for n in g.nodes if n.out.name not in dropped])
+
+
 #: The default pipeline, in order. Names are what KERASJIT_DUMP_AFTER takes.
 PASSES: list[tuple[str, Pass]] = [
     ("remove_noops", remove_noops),
     ("fold_constants", fold_constants),
     ("fold_scale_shift", fold_scale_shift),
+    ("fold_pad_into_conv", fold_pad_into_conv),
     ("fuse_elementwise", fuse_elementwise),
     ("fold_gather_matmul", fold_gather_matmul),
 ]

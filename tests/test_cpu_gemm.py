@@ -125,3 +125,27 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
         for got, ref in zip(cm.predict(x), m(x)):
             ref = np.asarray(ref)
             np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+
+
+def test_zero_padding_folds_into_the_convs_that_read_it(tmp_path, cache_dir):
+    """ZeroPadding2D read only by convolutions becomes their padding (no copy); one also read by a
+    pooling layer stays. Same numbers as Keras."""
+    from kerasjit.compiler.ir import Op
+    from layer_check import graph_of
+    k = keras()
+    L = k.layers
+    x = k.Input((15, 14, 8), name="img")
+    p = L.ZeroPadding2D(((0, 1), (2, 1)))(x)
+    a = L.DepthwiseConv2D(3, strides=2, name="dw")(p)
+    b = L.Conv2D(6, 3, strides=2, name="dense_conv")(p)
+    q = L.ZeroPadding2D(1)(x)
+    c = L.MaxPooling2D(3, strides=2)(q)
+    d = L.Conv2D(6, 3, strides=2, name="conv_after_shared_pad")(q)
+    m = k.Model(x, [a, b, c, d])
+    path, _ = save(m, tmp_path, "keras")
+    g = graph_of((path,))
+    assert sum(n.op is Op.PAD for n in g.nodes) == 1  # the pad that the max pooling reads too
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    xs = np.random.default_rng(1).standard_normal((2, 15, 14, 8)).astype(np.float32)
+    for got, ref in zip(cm.predict(xs), m(xs)):
+        np.testing.assert_allclose(got, np.asarray(ref), atol=1e-4, rtol=0)

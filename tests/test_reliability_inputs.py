@@ -189,8 +189,9 @@ def test_large_batch_runs_in_chunks_within_the_bound(wide):
     assert len(batch_chunks(3001, cm._arena_per_sample, bound)) > 10
     cm.max_arena_bytes = None
     whole = cm.predict(x)
-    # a chunk of one row goes through BLAS's matrix-vector path: another summation order, same tolerance
-    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+    # chunks of other sizes are cut into other GEMM tiles (one row: BLAS's matrix-vector path): other
+    # summation orders, so the project's tolerance relative to the outputs' size, not bit equality
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-5 * max(1.0, float(np.abs(whole).max())))
     assert_matches(chunked, keras_predict(m, x.astype(np.float32)), "chunked")
     COUNTS["accepted_inputs"] += 2
 

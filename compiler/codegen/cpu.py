@@ -342,8 +342,8 @@ def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
     cs = _lead((lo for lo, _ in node.attr("pads")), rank, 3, 0)
     geometry = ", ".join(str(v) for v in ks + ss + ds + cs)
     xv, ov = _spatial_view(cg.ref(x), cg.shape(x), 3), _spatial_view(out, node.out.shape, 3)
-    cg.line(f"_convt.conv_transpose3d({xv}, {cg.weight(f'{wname}@ct', packed)}, {ov}, {geometry}, "
-            f"{cg.scratch(node)})")
+    cg.line(f"_convt.conv_transpose3d_par({xv}, {cg.weight(f'{wname}@ct', packed)}, {ov}, {geometry}, "
+            f"{cg.scratch(node)}, nt)")
     _epilogue(cg, node, out)
 
 

@@ -26,8 +26,16 @@ def copy6(src, s_off, s_str, dst, d_off, d_str, shape):
                     for i4 in range(n4):
                         s4 = s + i4 * a4
                         d4 = d + i4 * b4
-                        for i5 in range(n5):
-                            dst[d4 + i5 * b5] = src[s4 + i5 * a5]
+                        if a5 == 1 and b5 == 1:
+                            # a contiguous run (concat on channels, most slices): views indexed by the loop
+                            # variable alone, so that no negative-index wraparound check stops LLVM vectorizing
+                            sv = src[s4:s4 + n5]
+                            dv = dst[d4:d4 + n5]
+                            for i5 in range(n5):
+                                dv[i5] = sv[i5]
+                        else:
+                            for i5 in range(n5):
+                                dst[d4 + i5 * b5] = src[s4 + i5 * a5]
 
 
 @njit(**OPTS)
