@@ -25,6 +25,7 @@ import numpy as np
 from ...errors import CompileError
 from ...kernels.cuda import seq as _seq
 from ..ir import Graph, Node, Op
+from ..rules import same_pads
 from .cpu_seq import _RnnGeometry, program_lines
 from .common import IndentedBuffer
 
@@ -104,18 +105,41 @@ def _columns(geo: _RnnGeometry) -> int:
     return 2 * geo.F if geo.gru_split else geo.G * geo.F
 
 
+def _convlstm_floats(geo: _RnnGeometry) -> int:
+    """Floats of a ConvLSTM row's states: h twice (this step's and the next's) and c."""
+    return 3 * geo.P * geo.F
+
+
+def convlstm_in_global(geo: _RnnGeometry) -> bool:
+    """Whether a ConvLSTM row's states live in global memory (scratch of the arena), not shared memory."""
+    return 4 * _convlstm_floats(geo) > SHARED_BYTES
+
+
 def _shared_bytes(geo: _RnnGeometry) -> int:
     """Static shared memory of one node's branch: h (and c), the product, and r * h with its product."""
+    if geo.cell == "convlstm":
+        return 0 if convlstm_in_global(geo) else 4 * _convlstm_floats(geo)
     return 4 * (geo.F * (1 + (geo.K == 2) + 2 * geo.gru_split) + _columns(geo))
+
+
+def scratch_floats(node: Node, values: dict) -> int:
+    """Per-sample arena scratch of a node: the states of a ConvLSTM too big for shared memory."""
+    if node.op is not Op.RNN or node.attr("cell") != "convlstm":
+        return 0
+    geo = _RnnGeometry(node, values)
+    return _convlstm_floats(geo) if convlstm_in_global(geo) else 0
 
 
 def _needed_threads(geo: _RnnGeometry, layer: str) -> int:
     """Threads per block the node wants; CompileError when its shared memory does not fit a block."""
     F, zw = geo.F, _columns(geo)
     shared = _shared_bytes(geo) // 4
+    if geo.rows_mode:
+        raise CompileError(f"layer {layer!r}: a {geo.cell} cell with an activation of a whole gate (softmax, "
+                           f"sparsemax, ...) is not supported by the CUDA backend yet; compile this model with "
+                           f"target='cpu'")
     if geo.cell == "convlstm":
-        raise CompileError(f"layer {layer!r}: ConvLSTM is not supported by the CUDA backend yet; "
-                           f"compile this model with target='cpu'")
+        return _threads(geo.P * F)
     if shared * 4 > SHARED_BYTES:
         raise CompileError(f"layer {layer!r}: {F} units of a {geo.cell} cell need {shared * 4} bytes of shared "
                            f"memory per block, more than the CUDA backend's {SHARED_BYTES}; compile this "
@@ -126,6 +150,8 @@ def _needed_threads(geo: _RnnGeometry, layer: str) -> int:
 def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
     """The statements of one RNN node's block (row `b`, thread `tid`, `nt` threads), reading its
     arguments by their plain names (xp, u, uh, rb, mask, s0, s1, out, state)."""
+    if geo.cell == "convlstm":
+        return _convlstm_body(geo, c, nt)
     a = geo.attrs
     T, F, G = geo.T, geo.F, geo.G
     split = geo.gru_split
@@ -224,7 +250,134 @@ def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
     return buf.getvalue()
 
 
-_ARG = re.compile(r"\b(xp|uh|u|rb|mask|s0|s1|out|state)(?=\[)")
+def _convlstm_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
+    """The statements of one ConvLSTM2D row's block (row `b`, thread `tid`, `nt` threads): per step, each
+    thread takes items q = (position, unit) in turn, computes the recurrent convolution of h for its four
+    gates (U is the Keras kernel (kh, kw, F, 4F), 'same' padding, stride 1), the gates with xp (the input
+    convolution of every step, the CONV node before), and writes c in place and the new h into the other
+    half of a double buffer, so one barrier per step suffices. States in shared memory, or in the arena
+    scratch `wk` (3 * P * F floats per row) when they do not fit (`convlstm_in_global`)."""
+    a = geo.attrs
+    T, F, G, P = geo.T, geo.F, geo.G, geo.P
+    PF, GF = P * F, G * F
+    (H, W), (KH, KW) = geo.spatial, a["kernel_hw"]
+    PT, PL = same_pads(H, KH, 1)[0], same_pads(W, KW, 1)[0]
+    has_mask, unroll, zero = a.get("has_mask"), a.get("unroll"), c(0.0)
+    rows, seqs = geo.rows, a.get("return_sequences")
+    act = lambda x, out, tag: program_lines(a["activation"], x, out, c, tag, False)  # noqa: E731
+    ract = lambda x, out, tag: program_lines(a["recurrent_activation"], x, out, c, tag, False)  # noqa: E731
+    buf = IndentedBuffer()
+    if convlstm_in_global(geo):
+        hs = cs = "wk"
+        buf.line(f"hb = b * {3 * PF}")
+        buf.line(f"cb = hb + {2 * PF}")
+    else:
+        hs, cs = "hs", "cs"
+        buf.line(f"hs = cuda.shared.array({2 * PF}, float32)")
+        buf.line(f"cs = cuda.shared.array({PF}, float32)")
+        buf.line("hb = 0")
+        buf.line("cb = 0")
+    cur = f"{hs}[hb + cur + q]"  # this step's h of item q
+    buf.line("cur = 0")  # offset of this step's h in the double buffer: block-uniform
+    buf.line(f"for q in range(tid, {PF}, {nt}):")
+    with buf.indent():
+        for k, (arr, base) in enumerate([(hs, "hb"), (cs, "cb")]):
+            if a.get("n_init"):
+                src = f"s{k}[b * {PF} + q]"
+            elif a.get("stateful"):
+                src = f"state[(b * 2 + {k}) * {PF} + q]"
+            else:
+                src = zero
+            buf.line(f"{arr}[{base} + q] = {src}")
+    if unroll and has_mask:
+        buf.line("seen = False")
+    buf.line("cuda.syncthreads()")
+    buf.line(f"for s in range({T}):")
+    with buf.indent():
+        buf.line(f"t = {T - 1} - s" if a.get("go_backwards") else "t = s")
+        oi = "t" if a.get("time_order") else "s"
+        if has_mask:
+            # one row per block: the branch is uniform; a masked step changes no state, so no barrier
+            buf.line(f"if mask[b * {T} + t] == {zero}:")
+            with buf.indent():
+                if seqs:
+                    if a.get("zero_masked"):
+                        val = zero
+                    elif unroll:
+                        val = f"{cur} if seen else {zero}"
+                    else:
+                        val = cur
+                    buf.line(f"for q in range(tid, {PF}, {nt}):")
+                    buf.line(f"    out[(b * {rows} + {oi}) * {PF} + q] = {val}")
+                buf.line("continue")
+            if unroll:
+                buf.line("seen = True")
+        buf.line(f"nxt = {PF} - cur")
+        buf.line(f"xb = (b * {T} + t) * {P * GF}")
+        buf.line(f"for q in range(tid, {PF}, {nt}):")
+        with buf.indent():
+            buf.line(f"p = q // {F}")
+            buf.line(f"j = q - p * {F}")
+            buf.line(f"py = p // {W}")
+            buf.line(f"px = p - py * {W}")
+            for k in range(4):
+                buf.line(f"z{k} = float32(0.0)")
+            buf.line(f"for dy in range({KH}):")
+            with buf.indent():
+                buf.line(f"iy = py + dy - {PT}")
+                buf.line(f"if iy >= 0 and iy < {H}:")
+                with buf.indent():
+                    buf.line(f"for dx in range({KW}):")
+                    with buf.indent():
+                        buf.line(f"ix = px + dx - {PL}")
+                        buf.line(f"if ix >= 0 and ix < {W}:")
+                        with buf.indent():
+                            buf.line(f"hq = hb + cur + (iy * {W} + ix) * {F}")
+                            buf.line(f"wr = (dy * {KW} + dx) * {F * GF} + j")
+                            buf.line(f"for k in range({F}):")
+                            with buf.indent():
+                                buf.line(f"hv = {hs}[hq + k]")
+                                for g in range(4):
+                                    buf.line(f"z{g} += hv * u[wr + {g * F}]")
+                                buf.line(f"wr += {GF}")
+            buf.line(f"g = xb + p * {GF} + j")
+            for line in (ract("xp[g] + z0", "gi", "_r") + ract(f"xp[g + {F}] + z1", "gf", "_s")
+                         + act(f"xp[g + {2 * F}] + z2", "gc", "_a") + ract(f"xp[g + {3 * F}] + z3", "go", "_o")):
+                buf.line(line)
+            buf.line(f"cn = gf * {cs}[cb + q] + gi * gc")
+            buf.line(f"{cs}[cb + q] = cn")
+            for line in act("cn", "hc", "_b"):
+                buf.line(line)
+            buf.line("hn = go * hc")
+            buf.line(f"{hs}[hb + nxt + q] = hn")
+            if seqs:
+                buf.line(f"out[(b * {rows} + {oi}) * {PF} + q] = hn")
+        buf.line("cuda.syncthreads()")
+        buf.line("cur = nxt")
+    tail: list[str] = []  # the last output, final states and kept states of the row
+    if not seqs:
+        last = "0" if a.get("go_backwards") else str(T - 1)
+        if has_mask and a.get("zero_masked"):
+            tail.append(f"out[b * {rows} * {PF} + q] = {zero} if mask[b * {T} + {last}] == {zero} else {cur}")
+        elif has_mask and unroll:
+            tail.append(f"out[b * {rows} * {PF} + q] = {cur} if seen else {zero}")
+        else:
+            tail.append(f"out[b * {rows} * {PF} + q] = {cur}")
+    states = [cur, f"{cs}[cb + q]"]
+    for k in range(a.get("out_states", 0)):
+        tail.append(f"out[(b * {rows} + {geo.R + k}) * {PF} + q] = {states[k]}")
+    if a.get("stateful"):
+        for k in range(2):
+            tail.append(f"state[(b * 2 + {k}) * {PF} + q] = {states[k]}")
+    if tail:
+        buf.line(f"for q in range(tid, {PF}, {nt}):")
+        with buf.indent():
+            for line in tail:
+                buf.line(line)
+    return buf.getvalue()
+
+
+_ARG = re.compile(r"\b(xp|uh|u|rb|mask|s0|s1|out|state|wk)(?=\[)")
 
 
 def _arguments(cg: Any, node: Node, out: str, geo: _RnnGeometry) -> tuple[list[str], list[str]]:
@@ -254,6 +407,10 @@ def _arguments(cg: Any, node: Node, out: str, geo: _RnnGeometry) -> tuple[list[s
         off, size = cg.state_slots[node.out.name]
         args.append("state")
         exprs.append(f"state[n * {off}:n * {off + size}]")
+    if node.out.name in cg.plan.scratch:
+        off, size = cg.plan.scratch[node.out.name]
+        args.append("wk")
+        exprs.append(f"arena[n * {off}:n * {off + size}]")
     return args, exprs
 
 
@@ -333,7 +490,7 @@ def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
             continue
         if reads:
             flush()
-        if nd.op is Op.RNN:
+        if nd.op is Op.RNN and nd.attr("cell") != "convlstm":  # a ConvLSTM runs alone (its scratch)
             pending.append(nd)
             pending_names.add(nd.out.name)
         else:
