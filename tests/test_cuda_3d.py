@@ -73,14 +73,17 @@ def test_convlstm2d(tmp_path, cache_dir):
     c0 = k.Input((3, 3, 2), name="c0")
     v = L.ConvLSTM2D(2, (3, 2), padding="valid", return_sequences=True, go_backwards=True,
                      name="clstm_valid_init")(clip, initial_state=[h0, c0])
-    model = randomize(k.Model([clip, h0, c0], [a, b, bh, bc, v], name="convlstm"), scale=0.4)
+    r, rh, rc = L.ConvLSTM2D(2, (3, 2), strides=(2, 1), return_state=True, activation="log_softmax",
+                             recurrent_activation="glu", name="clstm_rows")(clip)  # activations of a whole gate
+    model = randomize(k.Model([clip, h0, c0], [a, b, bh, bc, v, r, rh, rc], name="convlstm"), scale=0.4)
     cm = _compare(model, tmp_path, cache_dir)
-    assert sum(1 for name in _kernels(cm) if name.startswith("_rnn")) == 3
+    assert sum(1 for name in _kernels(cm) if name.startswith("_rnn")) == 4
 
 
 def test_convlstm2d_states_in_global_memory(tmp_path, cache_dir, monkeypatch):
     """The fallback for ConvLSTMs too big for shared memory (states in the arena's scratch) and for more
-    (position, unit) items than threads, on a small one; channels_first and a dilated input conv."""
+    (position, unit) items than threads, on small ones; channels_first, a dilated input conv, and
+    activations of a whole gate."""
     from kerasjit.compiler.codegen import cuda_seq
     monkeypatch.setattr(cuda_seq, "SHARED_BYTES", 64)
     monkeypatch.setattr(cuda_seq, "MAX_THREADS", 7)
@@ -89,6 +92,8 @@ def test_convlstm2d_states_in_global_memory(tmp_path, cache_dir, monkeypatch):
     clip = k.Input((3, 2, 5, 4), name="clip")  # channels_first: (T, C, H, W)
     y = L.ConvLSTM2D(3, 2, padding="same", dilation_rate=2, return_sequences=True, data_format="channels_first",
                      name="clstm_first")(clip)
-    model = randomize(k.Model(clip, y, name="convlstm_global"), scale=0.4)
+    z = L.ConvLSTM2D(3, 2, padding="same", activation="sparsemax", recurrent_activation="softmax",
+                     return_sequences=True, go_backwards=True, name="clstm_rows_global")(clip)
+    model = randomize(k.Model(clip, [y, z], name="convlstm_global"), scale=0.4)
     cm = _compare(model, tmp_path, tmp_path / "own-cache")
     assert "wk[" in (cm.path / "model_gen.py").read_text()

@@ -12,6 +12,12 @@ two directions, parallel branches) are moved side by side and launched together:
 blockIdx.y picks the node's branch, so both directions of a Bidirectional run at once in one launch. The input projection of every timestep
 is the MATMUL (or GATHER, for an Embedding folded into it) before the node: one GEMM.
 
+A ConvLSTM2D node is one launch too, one block per batch row looping over time (`_convlstm_body`):
+its input convolution of every frame is the CONV node before it (one implicit-GEMM launch), and each
+step's recurrent convolution of h is computed inside the kernel, with h double-buffered so that one
+barrier per step suffices. Its states live in shared memory, or in per-row arena scratch when they do
+not fit (`scratch_floats`); it is never grouped with other RNN nodes (that scratch is its own).
+
 Stateful RNNs read and leave their states in the `state` device buffer that `launches` takes last
 (`cpu_seq.state_layout` assigns the slots, the same as on the CPU).
 """
@@ -106,8 +112,9 @@ def _columns(geo: _RnnGeometry) -> int:
 
 
 def _convlstm_floats(geo: _RnnGeometry) -> int:
-    """Floats of a ConvLSTM row's states: h twice (this step's and the next's) and c."""
-    return 3 * geo.P * geo.F
+    """Floats of a ConvLSTM row's states: h twice (this step's and the next's) and c; with an activation
+    of a whole gate, also every position's pre-activations (P * 4F)."""
+    return 3 * geo.P * geo.F + (geo.P * geo.G * geo.F if geo.rows_mode else 0)
 
 
 def convlstm_in_global(geo: _RnnGeometry) -> bool:
@@ -134,12 +141,12 @@ def _needed_threads(geo: _RnnGeometry, layer: str) -> int:
     """Threads per block the node wants; CompileError when its shared memory does not fit a block."""
     F, zw = geo.F, _columns(geo)
     shared = _shared_bytes(geo) // 4
+    if geo.cell == "convlstm":
+        return _threads(geo.P * F)
     if geo.rows_mode:
         raise CompileError(f"layer {layer!r}: a {geo.cell} cell with an activation of a whole gate (softmax, "
                            f"sparsemax, ...) is not supported by the CUDA backend yet; compile this model with "
                            f"target='cpu'")
-    if geo.cell == "convlstm":
-        return _threads(geo.P * F)
     if shared * 4 > SHARED_BYTES:
         raise CompileError(f"layer {layer!r}: {F} units of a {geo.cell} cell need {shared * 4} bytes of shared "
                            f"memory per block, more than the CUDA backend's {SHARED_BYTES}; compile this "
@@ -250,13 +257,51 @@ def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
     return buf.getvalue()
 
 
+def _row_lines(name: str, arr: str, base: str, F: int) -> list[str]:
+    """Statements applying the activation `name` (one of rules_seq.ROW_ACTIVATIONS) in place to the F
+    units arr[base:base + F] of one gate, as kernels/cpu/rnn.py's `*_row` functions do."""
+    x = lambda j: f"{arr}[{base} + {j}]"  # noqa: E731
+    if name == "glu":  # a gate of 2 units: one value, broadcast over both (Keras's cell)
+        return [f"rg = {x(0)} * (float32(1.0) / (float32(1.0) + math.exp(-{x(1)})))", f"{x(0)} = rg", f"{x(1)} = rg"]
+    if name in ("softmax", "log_softmax"):
+        lines = [f"rm = {x(0)}", f"for rj in range(1, {F}):", f"    rm = max(rm, {x('rj')})",
+                 "rt = float32(0.0)", f"for rj in range({F}):"]
+        if name == "softmax":
+            return lines + [f"    re = math.exp({x('rj')} - rm)", f"    {x('rj')} = re", "    rt += re",
+                            f"for rj in range({F}):", f"    {x('rj')} = {x('rj')} / rt"]
+        return lines + [f"    rt += math.exp({x('rj')} - rm)", "rl = math.log(rt)",
+                        f"for rj in range({F}):", f"    {x('rj')} = ({x('rj')} - rm) - rl"]
+    if name == "sparsemax":  # sort-free, in float64, as kernels/cuda/sparsemax.py
+        return ["racc = float64(0.0)", "rcount = 0", f"for rk in range({F}):",
+                f"    rv = float64({x('rk')})", "    rcs = rv", "    rrank = 1", f"    for rq in range({F}):",
+                f"        rw = float64({x('rq')})", "        if rw > rv or (rw == rv and rq < rk):",
+                "            rcs += rw", "            rrank += 1",
+                "    if rv - (rcs - 1.0) / rrank > 0.0:", "        racc += rcs", "        rcount += 1",
+                "rtau = (racc - 1.0) / max(rcount, 1)", f"for rk in range({F}):",
+                f"    rv = float64({x('rk')}) - rtau", f"    {x('rk')} = float32(rv) if rv > 0.0 else float32(0.0)"]
+    raise CompileError(f"no CUDA code for the row activation {name!r}")
+
+
+def _apply_lines(program: tuple | str, arr: str, base: str, F: int, c: Callable[[float], str],
+                 tag: str) -> list[str]:
+    """Statements applying a cell's activation in place to one gate's F units arr[base:base + F]."""
+    if isinstance(program, str):
+        return _row_lines(program, arr, base, F)
+    if not program:
+        return []
+    cell = f"{arr}[{base} + j]"
+    return [f"for j in range({F}):"] + ["    " + ln for ln in program_lines(program, cell, cell, c, tag, False)]
+
+
 def _convlstm_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
     """The statements of one ConvLSTM2D row's block (row `b`, thread `tid`, `nt` threads): per step, each
     thread takes items q = (position, unit) in turn, computes the recurrent convolution of h for its four
     gates (U is the Keras kernel (kh, kw, F, 4F), 'same' padding, stride 1), the gates with xp (the input
     convolution of every step, the CONV node before), and writes c in place and the new h into the other
     half of a double buffer, so one barrier per step suffices. States in shared memory, or in the arena
-    scratch `wk` (3 * P * F floats per row) when they do not fit (`convlstm_in_global`)."""
+    scratch `wk` (3 * P * F floats per row) when they do not fit (`convlstm_in_global`).
+    With an activation of a whole gate (softmax, ...), the items write their pre-activations to z and,
+    after a barrier, one thread per position applies the gates unit by unit (a second barrier)."""
     a = geo.attrs
     T, F, G, P = geo.T, geo.F, geo.G, geo.P
     PF, GF = P * F, G * F
@@ -266,17 +311,22 @@ def _convlstm_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str
     rows, seqs = geo.rows, a.get("return_sequences")
     act = lambda x, out, tag: program_lines(a["activation"], x, out, c, tag, False)  # noqa: E731
     ract = lambda x, out, tag: program_lines(a["recurrent_activation"], x, out, c, tag, False)  # noqa: E731
+    rows_mode = geo.rows_mode
     buf = IndentedBuffer()
     if convlstm_in_global(geo):
-        hs = cs = "wk"
-        buf.line(f"hb = b * {3 * PF}")
+        hs = cs = zs = "wk"
+        buf.line(f"hb = b * {_convlstm_floats(geo)}")
         buf.line(f"cb = hb + {2 * PF}")
+        buf.line(f"zb = hb + {3 * PF}")
     else:
-        hs, cs = "hs", "cs"
+        hs, cs, zs = "hs", "cs", "zs"
         buf.line(f"hs = cuda.shared.array({2 * PF}, float32)")
         buf.line(f"cs = cuda.shared.array({PF}, float32)")
+        if rows_mode:
+            buf.line(f"zs = cuda.shared.array({P * GF}, float32)")
         buf.line("hb = 0")
         buf.line("cb = 0")
+        buf.line("zb = 0")
     cur = f"{hs}[hb + cur + q]"  # this step's h of item q
     buf.line("cur = 0")  # offset of this step's h in the double buffer: block-uniform
     buf.line(f"for q in range(tid, {PF}, {nt}):")
@@ -341,17 +391,40 @@ def _convlstm_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str
                                     buf.line(f"z{g} += hv * u[wr + {g * F}]")
                                 buf.line(f"wr += {GF}")
             buf.line(f"g = xb + p * {GF} + j")
-            for line in (ract("xp[g] + z0", "gi", "_r") + ract(f"xp[g + {F}] + z1", "gf", "_s")
-                         + act(f"xp[g + {2 * F}] + z2", "gc", "_a") + ract(f"xp[g + {3 * F}] + z3", "go", "_o")):
-                buf.line(line)
-            buf.line(f"cn = gf * {cs}[cb + q] + gi * gc")
-            buf.line(f"{cs}[cb + q] = cn")
-            for line in act("cn", "hc", "_b"):
-                buf.line(line)
-            buf.line("hn = go * hc")
-            buf.line(f"{hs}[hb + nxt + q] = hn")
-            if seqs:
-                buf.line(f"out[(b * {rows} + {oi}) * {PF} + q] = hn")
+            if rows_mode:
+                for k in range(4):
+                    buf.line(f"{zs}[zb + p * {GF} + {k * F} + j] = xp[g + {k * F}] + z{k}")
+            else:
+                gates = (ract("xp[g] + z0", "gi", "_r") + ract(f"xp[g + {F}] + z1", "gf", "_s")
+                         + act(f"xp[g + {2 * F}] + z2", "gc", "_a") + ract(f"xp[g + {3 * F}] + z3", "go", "_o")
+                         + [f"cn = gf * {cs}[cb + q] + gi * gc", f"{cs}[cb + q] = cn"] + act("cn", "hc", "_b")
+                         + ["hn = go * hc", f"{hs}[hb + nxt + q] = hn"]
+                         + ([f"out[(b * {rows} + {oi}) * {PF} + q] = hn"] if seqs else []))
+                for line in gates:
+                    buf.line(line)
+        if rows_mode:
+            buf.line("cuda.syncthreads()")
+            buf.line(f"for p in range(tid, {P}, {nt}):")
+            with buf.indent():
+                buf.line(f"e = zb + p * {GF}")
+                buf.line(f"qb = p * {F}")
+                for k, (prog, tag) in enumerate([(a["recurrent_activation"], "_r"), (a["recurrent_activation"], "_s"),
+                                                  (a["activation"], "_a"), (a["recurrent_activation"], "_o")]):
+                    for line in _apply_lines(prog, zs, f"e + {k * F}", F, c, tag):
+                        buf.line(line)
+                buf.line(f"for j in range({F}):")
+                with buf.indent():
+                    buf.line(f"cn = {zs}[e + {F} + j] * {cs}[cb + qb + j] + {zs}[e + j] * {zs}[e + {2 * F} + j]")
+                    buf.line(f"{cs}[cb + qb + j] = cn")
+                    buf.line(f"{zs}[e + {2 * F} + j] = cn")  # the candidate gate's slot, now used: tanh(c)
+                for line in _apply_lines(a["activation"], zs, f"e + {2 * F}", F, c, "_b"):
+                    buf.line(line)
+                buf.line(f"for j in range({F}):")
+                with buf.indent():
+                    buf.line(f"hn = {zs}[e + {3 * F} + j] * {zs}[e + {2 * F} + j]")
+                    buf.line(f"{hs}[hb + nxt + qb + j] = hn")
+                    if seqs:
+                        buf.line(f"out[(b * {rows} + {oi}) * {PF} + qb + j] = hn")
         buf.line("cuda.syncthreads()")
         buf.line("cur = nxt")
     tail: list[str] = []  # the last output, final states and kept states of the row
