@@ -143,10 +143,6 @@ def _needed_threads(geo: _RnnGeometry, layer: str) -> int:
     shared = _shared_bytes(geo) // 4
     if geo.cell == "convlstm":
         return _threads(geo.P * F)
-    if geo.rows_mode:
-        raise CompileError(f"layer {layer!r}: a {geo.cell} cell with an activation of a whole gate (softmax, "
-                           f"sparsemax, ...) is not supported by the CUDA backend yet; compile this model with "
-                           f"target='cpu'")
     if shared * 4 > SHARED_BYTES:
         raise CompileError(f"layer {layer!r}: {F} units of a {geo.cell} cell need {shared * 4} bytes of shared "
                            f"memory per block, more than the CUDA backend's {SHARED_BYTES}; compile this "
@@ -215,7 +211,15 @@ def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
         _matvec(buf, "hs", "u", "uc" if cache else None, zw, F, nt, "zs")
         buf.line("cuda.syncthreads()")
         buf.line(f"xb = (b * {T} + t) * {G * F}")
-        if split:
+        if split and geo.rows_mode:
+            buf.line("if tid == 0:")  # an activation of a whole gate: the row's update by one thread
+            with buf.indent():
+                for line in _dense_row_lines(geo, c, first_half=True):
+                    buf.line(line)
+            buf.line("cuda.syncthreads()")
+            _matvec(buf, "rh", "uh", "uhc" if cache else None, F, F, nt, "zh")
+            buf.line("cuda.syncthreads()")
+        elif split:
             buf.line(f"for j in range(tid, {F}, {nt}):")
             with buf.indent():
                 for line in program_lines(a["recurrent_activation"], "xp[xb + j] + zs[j]", "gz", c, "_r", False):
@@ -228,12 +232,22 @@ def _kernel_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
             buf.line("cuda.syncthreads()")
             _matvec(buf, "rh", "uh", "uhc" if cache else None, F, F, nt, "zh")
             buf.line("cuda.syncthreads()")
-        buf.line(f"for j in range(tid, {F}, {nt}):")
-        with buf.indent():
-            for line in _gate_lines(geo, c):
-                buf.line(line)
+        if geo.rows_mode:
+            buf.line("if tid == 0:")
+            with buf.indent():
+                for line in _dense_row_lines(geo, c, first_half=False):
+                    buf.line(line)
             if seqs:
-                buf.line(f"out[(b * {rows} + {oi}) * {F} + j] = hs[j]")
+                buf.line("cuda.syncthreads()")
+                buf.line(f"for j in range(tid, {F}, {nt}):")
+                buf.line(f"    out[(b * {rows} + {oi}) * {F} + j] = hs[j]")
+        else:
+            buf.line(f"for j in range(tid, {F}, {nt}):")
+            with buf.indent():
+                for line in _gate_lines(geo, c):
+                    buf.line(line)
+                if seqs:
+                    buf.line(f"out[(b * {rows} + {oi}) * {F} + j] = hs[j]")
         buf.line("cuda.syncthreads()")
     tail: list[str] = []  # the last output, final states and kept states of the row
     if not seqs:
@@ -291,6 +305,34 @@ def _apply_lines(program: tuple | str, arr: str, base: str, F: int, c: Callable[
         return []
     cell = f"{arr}[{base} + j]"
     return [f"for j in range({F}):"] + ["    " + ln for ln in program_lines(program, cell, cell, c, tag, False)]
+
+
+def _dense_row_lines(geo: _RnnGeometry, c: Callable[[float], str], first_half: bool) -> list[str]:
+    """The update of the block's row when an activation is a function of a whole gate, run by one
+    thread (as cpu_seq._row_gate_lines): pre-activations into zs (zh), each gate's activation in place,
+    then the new state. `first_half`: a GRU without reset_after's z and r, and r * h into rh."""
+    a, F = geo.attrs, geo.F
+    act = lambda arr, start, tag: _apply_lines(a["activation"], arr, str(start), F, c, tag)  # noqa: E731
+    ract = lambda arr, start, tag: _apply_lines(a["recurrent_activation"], arr, str(start), F, c, tag)  # noqa: E731
+    loop = lambda n, *body: [f"for j in range({n}):"] + ["    " + ln for ln in body]  # noqa: E731
+    one = c(1.0)
+    if first_half:
+        return (loop(2 * F, "zs[j] = xp[xb + j] + zs[j]") + ract("zs", 0, "_r") + ract("zs", F, "_s")
+                + loop(F, f"rh[j] = zs[{F} + j] * hs[j]"))
+    if geo.cell == "simple":
+        return loop(F, "zs[j] = xp[xb + j] + zs[j]") + act("zs", 0, "_a") + loop(F, "hs[j] = zs[j]")
+    if geo.cell == "gru" and a.get("reset_after"):
+        rb = lambda k: f" + rb[{k} + j]" if a.get("has_rbias") else ""  # noqa: E731
+        return (loop(2 * F, f"zs[j] = xp[xb + j] + (zs[j]{rb(0)})") + ract("zs", 0, "_r") + ract("zs", F, "_s")
+                + loop(F, f"zs[{2 * F} + j] = xp[xb + {2 * F} + j] + zs[{F} + j] * (zs[{2 * F} + j]{rb(2 * F)})")
+                + act("zs", 2 * F, "_a") + loop(F, f"hs[j] = zs[j] * hs[j] + ({one} - zs[j]) * zs[{2 * F} + j]"))
+    if geo.cell == "gru":  # the second half, after zh = (r * h) @ U_h
+        return (loop(F, f"zh[j] = xp[xb + {2 * F} + j] + zh[j]") + act("zh", 0, "_a")
+                + loop(F, f"hs[j] = zs[j] * hs[j] + ({one} - zs[j]) * zh[j]"))
+    return (loop(4 * F, "zs[j] = xp[xb + j] + zs[j]") + ract("zs", 0, "_r") + ract("zs", F, "_s")
+            + act("zs", 2 * F, "_a") + ract("zs", 3 * F, "_o")
+            + loop(F, f"cn = zs[{F} + j] * cs[j] + zs[j] * zs[{2 * F} + j]", "cs[j] = cn", f"zs[{2 * F} + j] = cn")
+            + act("zs", 2 * F, "_b") + loop(F, f"hs[j] = zs[{3 * F} + j] * zs[{2 * F} + j]"))
 
 
 def _convlstm_body(geo: _RnnGeometry, c: Callable[[float], str], nt: int) -> str:
