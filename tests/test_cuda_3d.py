@@ -97,3 +97,26 @@ def test_convlstm2d_states_in_global_memory(tmp_path, cache_dir, monkeypatch):
     model = randomize(k.Model(clip, [y, z], name="convlstm_global"), scale=0.4)
     cm = _compare(model, tmp_path, tmp_path / "own-cache")
     assert "wk[" in (cm.path / "model_gen.py").read_text()
+
+
+def test_convlstm2d_stateful_and_bidirectional(tmp_path, cache_dir):
+    """stateful=True: the states stay on the device between predicts until reset_states(); a
+    Bidirectional ConvLSTM2D (its two directions are two launches: a ConvLSTM is never grouped)."""
+    k = keras()
+    L = k.layers
+    clip = k.Input(batch_shape=(2, 2, 3, 3, 1), name="clip")
+    a = L.ConvLSTM2D(2, 2, padding="same", stateful=True, return_sequences=True, name="clstm_stateful")(clip)
+    bi = L.Bidirectional(L.ConvLSTM2D(2, 2, padding="same"), name="bi_clstm")(clip)
+    model = randomize(k.Model(clip, [a, bi], name="convlstm_stateful"), scale=0.4)
+    xs = [random_input((2, 3, 3, 1), 2, seed=s) for s in range(3)]
+    path = tmp_path / "m.keras"
+    model.save(path)
+    cm = kerasjit.compile(str(path), target="cuda", cache_dir=cache_dir)
+    assert cm.stateful
+    model.get_layer("clstm_stateful").reset_state()
+    for i, x in enumerate(xs):
+        if i == 2:
+            model.get_layer("clstm_stateful").reset_state()
+            cm.reset_states()
+        assert_matches(cm.predict(x), keras_predict(model, x), f"stateful convlstm call {i}")
+    assert sum(1 for name in _kernels(cm) if name.startswith("_rnn")) == 3
