@@ -190,13 +190,24 @@ def test_sparsemax_kernel_ties_and_rows():
     np.testing.assert_allclose(out.copy_to_host().reshape(x.shape), _sparsemax(x, 1), atol=1e-6)
 
 
-def test_convlstm_names_the_layer(tmp_path, cache_dir):
+def test_gate_activations_of_a_whole_gate(tmp_path, cache_dir):
+    """softmax, log_softmax, sparsemax and glu (on 2 units) as a cell's activations, which Keras applies
+    to each gate's units: every dense cell kind, masked, with the row's update by one thread."""
     k = keras()
     L = k.layers
-    clip = k.Input((2, 3, 3, 1))
-    model = k.Model(clip, L.ConvLSTM2D(2, 3, padding="same", name="clstm")(clip), name="clstm_model")
-    with pytest.raises(kerasjit.CompileError, match="clstm.*target='cpu'"):
-        _compile(model, tmp_path, cache_dir)
+    seq = k.Input((4, 3), name="seq")
+    m = L.Masking(mask_value=-1.0, name="pad")(seq)
+    outs = [L.SimpleRNN(3, activation="softmax", return_sequences=True, name="srnn_softmax")(m),
+            L.LSTM(2, activation="glu", recurrent_activation="sparsemax", name="lstm_glu")(m),
+            L.GRU(3, activation="log_softmax", recurrent_activation="softmax", return_sequences=True,
+                  name="gru_softmax")(m),
+            L.GRU(2, reset_after=False, activation="sparsemax", recurrent_activation="glu", go_backwards=True,
+                  name="gru_v1_glu")(seq)]
+    model = randomize(k.Model(seq, outs, name="gate_activations"))
+    cm = _compile(model, tmp_path, cache_dir)
+    x = floats((3, 4, 3), seed=4)[0]
+    x[0, 2:] = -1.0   # masked steps
+    assert_matches(cm.predict(x), keras_predict(model, x), "gate activations [cuda]")
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import CompileError
+from ...kernels.cuda import conv3d as _conv3d
 from ...kernels.cuda import conv_transpose as _convt
 from ...kernels.cuda import depthwise as _dw
 from ...kernels.cuda import gemm as _gemm
@@ -37,7 +38,7 @@ from ..plan import plan_memory
 from .common import Blob, Constants, IndentedBuffer, collapse, step_lines
 from .cpu import Generated, _is_depthwise, _is_pointwise, _lead, _three
 from .cpu_seq import state_layout
-from .cuda_seq import SEQ_EMITTERS, group_recurrences, planning_view
+from .cuda_seq import SEQ_EMITTERS, group_recurrences, planning_view, scratch_floats
 
 BLOCK = 256  # threads per block of the one-thread-per-element kernels
 JIT = "@cuda.jit(cache=True)"
@@ -60,7 +61,8 @@ class CudaCodegen:
         self.values = g.values()
         self.state_slots = state_layout(g)  # stateful RNN node -> (offset, size) in the state buffer
         self.simulated = simulated()
-        self.plan = plan_memory(planning_view(g, self.rnn_groups), in_place_ok=self.in_place_ok)
+        self.plan = plan_memory(planning_view(g, self.rnn_groups), scratch_size=scratch_floats,
+                                in_place_ok=self.in_place_ok)
         self.blob = Blob()
         self.c = Constants()
         self.defs: dict[str, str] = {}      # source with `{name}` placeholder -> emitted name
@@ -325,9 +327,6 @@ def _gemm_launch(cg: CudaCodegen, node: Node, out: str, x: str, packed: np.ndarr
 def _as_2d(node: Node, xs: tuple, w: tuple) -> tuple:
     """(H, W, kh, kw, strides, dilation, pad-lo) of a 1D or 2D convolution, 1D as height 1."""
     rank = len(node.attr("strides"))
-    if rank not in (1, 2):
-        raise CompileError(f"layer {node.layer!r}: {rank}D convolution is not supported by the CUDA backend yet; "
-                           f"compile this model with target='cpu'")
     pad = lambda k: (1,) * (2 - rank) + tuple(k)  # noqa: E731
     h, wd = pad(xs[1:-1])
     kh, kw = pad(w[:-2])
@@ -336,13 +335,43 @@ def _as_2d(node: Node, xs: tuple, w: tuple) -> tuple:
     return h, wd, kh, kw, (sh, sw), (dh, dw), (pt, pl)
 
 
+def _frames(node: Node, w: tuple) -> bool:
+    """Whether a 3D convolution is the same 2D convolution of every depth slice (kernel depth 1, stride 1,
+    no padding along depth: a ConvLSTM2D's input projection), so that it runs as one with the depth
+    folded into the batch."""
+    return (w[0] == 1 and node.attr("strides")[0] == 1 and tuple(node.attr("pads")[0]) == (0, 0))
+
+
+def emit_conv3d(cg: CudaCodegen, node: Node, out: str) -> None:
+    """A general 3D convolution: the direct kernel, one thread per output value, epilogue fused."""
+    x, wname = node.inputs[0], node.inputs[1]
+    w = cg.g.params[wname]
+    xs = cg.shape(x)
+    groups = node.attr("groups", 1)
+    cig, co = w.shape[-2:]
+    epi, ep = cg.fused_epilogue(node, out)
+    geometry = (tuple(xs[1:]) + tuple(node.out.shape[1:]) + tuple(w.shape[:3]) + tuple(node.attr("strides"))
+                + tuple(node.attr("dilation")) + tuple(lo for lo, _ in node.attr("pads")) + (cig, co // groups))
+    cg.launch_1d(cg.kernel(_conv3d.conv3d, epilogue=epi), cg.size(node.out.shape),
+                 [cg.ref(x), cg.ref(wname), out, "total"] + [str(int(v)) for v in geometry] + [ep])
+    cg.finish_epilogue(node, out)
+
+
 def emit_conv(cg: CudaCodegen, node: Node, out: str) -> None:
     x, wname = node.inputs[0], node.inputs[1]
     w = cg.g.params[wname]
     xs = cg.shape(x)
     groups = node.attr("groups", 1)
+    if len(node.attr("strides")) == 3:
+        if not _frames(node, w.shape):
+            emit_conv3d(cg, node, out)
+            return
+        # the depth folded into the batch: a 2D convolution of N * D images (D == OD here)
+        node = node.with_(attrs={**dict(node.attrs), "strides": tuple(node.attr("strides"))[1:],
+                                 "dilation": tuple(node.attr("dilation"))[1:], "pads": tuple(node.attr("pads"))[1:]})
+        xs, w = (None,) + tuple(xs[2:]), w.reshape(w.shape[1:])
     h, wd, kh, kw, (sh, sw), (dh, dw), (pt, pl) = _as_2d(node, xs, w.shape)
-    oh, ow = ((1,) + tuple(node.out.shape[1:-1]))[-2:]
+    oh, ow = ((1,) + tuple(node.out.shape[1:-1]))[-2:]  # of a folded 3D one: its last two
     cin, (cig, co) = xs[-1], w.shape[-2:]
     if _is_depthwise(node, xs, w.shape):
         epi, ep = cg.fused_epilogue(node, out)
@@ -378,9 +407,9 @@ def emit_fused(cg: CudaCodegen, node: Node, out: str) -> None:
 
 def emit_pool(cg: CudaCodegen, node: Node, out: str) -> None:
     rank = len(node.attr("pool"))
-    if rank not in (1, 2):
-        raise CompileError(f"layer {node.layer!r}: {rank}D pooling is not supported by the CUDA backend yet; "
-                           f"compile this model with target='cpu'")
+    if rank == 3:
+        emit_pool3d(cg, node, out)
+        return
     lead = (1,) * (2 - rank)
     xs = cg.shape(node.inputs[0])
     h, wd = (lead + tuple(xs[1:-1]))
@@ -391,6 +420,14 @@ def emit_pool(cg: CudaCodegen, node: Node, out: str) -> None:
     k = cg.kernel(_pool.maxpool2d if node.op is Op.MAXPOOL else _pool.avgpool2d)
     cg.launch_1d(k, cg.size(node.out.shape), [cg.ref(node.inputs[0]), out, "total"] +
                  [str(v) for v in (h, wd, xs[-1], oh, ow, kh, kw, sh, sw, pt, pl)])
+
+
+def emit_pool3d(cg: CudaCodegen, node: Node, out: str) -> None:
+    xs = cg.shape(node.inputs[0])
+    geometry = (tuple(xs[1:]) + tuple(node.out.shape[1:-1]) + tuple(node.attr("pool")) + tuple(node.attr("strides"))
+                + tuple(lo for lo, _ in node.attr("pads")))
+    k = cg.kernel(_pool.maxpool3d if node.op is Op.MAXPOOL else _pool.avgpool3d)
+    cg.launch_1d(k, cg.size(node.out.shape), [cg.ref(node.inputs[0]), out, "total"] + [str(int(v)) for v in geometry])
 
 
 def emit_conv_transpose(cg: CudaCodegen, node: Node, out: str) -> None:
