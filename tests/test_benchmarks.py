@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# one xdist worker runs this module (the module-scoped suite run happens once, not once per worker)
+pytestmark = pytest.mark.xdist_group("benchmarks")
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `benchmarks/` is a folder of the repository, not part of the package
     sys.path.insert(0, str(REPO))

@@ -9,6 +9,10 @@ import numpy as np
 import kerasjit
 from oracle import assert_matches, keras, keras_predict, randomize_batchnorm, save
 from test_layers import conv_zoo
+import pytest
+
+# one xdist worker runs this module (the same models in one worker: later tests reuse the compiled code)
+pytestmark = pytest.mark.xdist_group("cache")
 
 CHILD = textwrap.dedent("""
     import json, sys, time

@@ -11,6 +11,9 @@ from kerasjit.kernels.cpu.blas import sgemm
 from kerasjit.kernels.cpu.gemm import tiles
 from oracle import keras, save
 
+# one xdist worker runs this module (the same models in one worker: later tests reuse the compiled code)
+pytestmark = pytest.mark.xdist_group("cpu_gemm")
+
 
 @numba.njit(cache=False)
 def _block(a, b, c, r0, r1, c0, c1, beta):
