@@ -46,7 +46,54 @@ def tiles(rows, k, m, nt):
 @njit(**OPTS)
 def im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col):
     """col[r - r0, (p*kw + q)*cin + c] = x[b, i*sh - pt + p*dh, j*sw - pl + q*dw, c] for rows r0..r1,
-    where r = (b*oh + i)*ow + j; zero outside the input (padding)."""
+    where r = (b*oh + i)*ow + j; zero outside the input (padding).
+
+    Works on flat views with unsigned offsets: numba wraps negative indices, and that check on a
+    computed signed index keeps LLVM from vectorizing the copy (2-3x slower, most for few channels).
+    With dilation 1 and the row inside the input, the kw pixels of a kernel row are one run."""
+    n, h, wd, cin = x.shape
+    if not (x.flags.c_contiguous and col.flags.c_contiguous):
+        _im2col_rows_strided(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col)
+        return
+    K = kh * kw * cin
+    xf = x.reshape(-1)
+    cf = col.reshape(-1)
+    ucin = np.uint64(cin)
+    run = np.uint64(kw * cin)
+    for r in range(r0, r1):
+        b = r // (oh * ow)
+        rem = r - b * oh * ow
+        i = rem // ow
+        j = rem - i * ow
+        drow = np.uint64((r - r0) * K)
+        iw0 = j * sw - pl
+        inside = dw == 1 and iw0 >= 0 and iw0 + kw <= wd
+        for p in range(kh):
+            ih = i * sh - pt + p * dh
+            d0 = drow + np.uint64(p) * run
+            if ih < 0 or ih >= h:
+                for c in range(run):
+                    cf[d0 + c] = 0.0
+            elif inside:
+                s0 = np.uint64(((b * h + ih) * wd + iw0) * cin)
+                for c in range(run):
+                    cf[d0 + c] = xf[s0 + c]
+            else:
+                for q in range(kw):
+                    iw = iw0 + q * dw
+                    dq = d0 + np.uint64(q) * ucin
+                    if iw < 0 or iw >= wd:
+                        for c in range(ucin):
+                            cf[dq + c] = 0.0
+                    else:
+                        s0 = np.uint64(((b * h + ih) * wd + iw) * cin)
+                        for c in range(ucin):
+                            cf[dq + c] = xf[s0 + c]
+
+
+@njit(**OPTS)
+def _im2col_rows_strided(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col):
+    """`im2col_rows` for arrays that are not C-contiguous."""
     n, h, wd, cin = x.shape
     for r in range(r0, r1):
         b = r // (oh * ow)
@@ -81,19 +128,95 @@ def im2col_par(x, rows, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a, nt):
             im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a[r0 * k:r1 * k].reshape((r1 - r0, k)))
 
 
+#: FMA contraction allowed (one rounding instead of two per multiply-add; LLVM may not fuse otherwise)
+_FMA = dict(OPTS, fastmath={"contract"})
+
+
+@njit(**_FMA)
+def _dw3x3_s1_x4(x2, w2, o2, a, r, rs, C):
+    """Four adjacent outputs o2[r..r+3] of a 3x3 stride-1 depthwise conv whose top-left input pixel
+    is x2[a] (rows of x2 are pixels, rs pixels per input row): the 18 input pixels are loaded once
+    for all four (a quarter of the loads of one at a time), one vector loop over channels."""
+    for c in range(C):
+        w0 = w2[0, c]
+        w1 = w2[1, c]
+        w2_ = w2[2, c]
+        w3 = w2[3, c]
+        w4 = w2[4, c]
+        w5 = w2[5, c]
+        w6 = w2[6, c]
+        w7 = w2[7, c]
+        w8 = w2[8, c]
+        p0, p1, p2, p3, p4, p5 = x2[a, c], x2[a + 1, c], x2[a + 2, c], x2[a + 3, c], x2[a + 4, c], x2[a + 5, c]
+        b = a + rs
+        q0, q1, q2, q3, q4, q5 = x2[b, c], x2[b + 1, c], x2[b + 2, c], x2[b + 3, c], x2[b + 4, c], x2[b + 5, c]
+        b += rs
+        s0, s1, s2, s3, s4, s5 = x2[b, c], x2[b + 1, c], x2[b + 2, c], x2[b + 3, c], x2[b + 4, c], x2[b + 5, c]
+        o2[r, c] = p0 * w0 + p1 * w1 + p2 * w2_ + q0 * w3 + q1 * w4 + q2 * w5 + s0 * w6 + s1 * w7 + s2 * w8
+        o2[r + 1, c] = p1 * w0 + p2 * w1 + p3 * w2_ + q1 * w3 + q2 * w4 + q3 * w5 + s1 * w6 + s2 * w7 + s3 * w8
+        o2[r + 2, c] = p2 * w0 + p3 * w1 + p4 * w2_ + q2 * w3 + q3 * w4 + q4 * w5 + s2 * w6 + s3 * w7 + s4 * w8
+        o2[r + 3, c] = p3 * w0 + p4 * w1 + p5 * w2_ + q3 * w3 + q4 * w4 + q5 * w5 + s3 * w6 + s4 * w7 + s5 * w8
+
+
+@njit(**_FMA)
+def _dw3x3_s2_x2(x2, w2, o2, a, r, rs, C):
+    """Two adjacent outputs of a 3x3 stride-2 depthwise conv (5 input columns shared)."""
+    for c in range(C):
+        w0 = w2[0, c]
+        w1 = w2[1, c]
+        w2_ = w2[2, c]
+        w3 = w2[3, c]
+        w4 = w2[4, c]
+        w5 = w2[5, c]
+        w6 = w2[6, c]
+        w7 = w2[7, c]
+        w8 = w2[8, c]
+        p0, p1, p2, p3, p4 = x2[a, c], x2[a + 1, c], x2[a + 2, c], x2[a + 3, c], x2[a + 4, c]
+        b = a + rs
+        q0, q1, q2, q3, q4 = x2[b, c], x2[b + 1, c], x2[b + 2, c], x2[b + 3, c], x2[b + 4, c]
+        b += rs
+        s0, s1, s2, s3, s4 = x2[b, c], x2[b + 1, c], x2[b + 2, c], x2[b + 3, c], x2[b + 4, c]
+        o2[r, c] = p0 * w0 + p1 * w1 + p2 * w2_ + q0 * w3 + q1 * w4 + q2 * w5 + s0 * w6 + s1 * w7 + s2 * w8
+        o2[r + 1, c] = p2 * w0 + p3 * w1 + p4 * w2_ + q2 * w3 + q3 * w4 + q4 * w5 + s2 * w6 + s3 * w7 + s4 * w8
+
+
+@njit(**_FMA)
+def _dw3x3_x1(x2, w2, o2, a, r, rs, dw, C):
+    """One output of a 3x3 depthwise conv, all nine taps inside the input."""
+    for c in range(C):
+        b = a + rs
+        d = b + rs
+        o2[r, c] = (x2[a, c] * w2[0, c] + x2[a + dw, c] * w2[1, c] + x2[a + 2 * dw, c] * w2[2, c]
+                    + x2[b, c] * w2[3, c] + x2[b + dw, c] * w2[4, c] + x2[b + 2 * dw, c] * w2[5, c]
+                    + x2[d, c] * w2[6, c] + x2[d + dw, c] * w2[7, c] + x2[d + 2 * dw, c] * w2[8, c])
+
+
 @njit(**OPTS)
 def depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl):
-    """One output row out[b, i, :, :] of a depthwise conv; w is (kh, kw, cin * multiplier)."""
+    """One output row out[b, i, :, :] of a depthwise conv; w is (kh, kw, cin * multiplier).
+
+    3x3 kernels without channel multiplier take a fast path on the columns whose taps all lie inside
+    the input (blocks of outputs sharing input loads, channels vectorized, FMA); the border columns
+    and other kernels go pixel by pixel."""
     n, h, wd, cin = x.shape
     kh, kw, cout = w.shape
-    ow = out.shape[2]
+    oh, ow = out.shape[1], out.shape[2]
     mult = cout // cin
+    ih0 = i * sh - pt
+    jlo = 0 if pl <= 0 else (pl + sw - 1) // sw
+    last = (kw - 1) * dw - pl
+    jhi = min(ow, (wd - 1 - last) // sw + 1) if wd - 1 - last >= 0 else 0
+    fast = mult == 1 and kh == 3 and kw == 3 and ih0 >= 0 and ih0 + 2 * dh < h and jhi > jlo
+    if not fast:
+        jlo = jhi = 0
     for j in range(ow):
+        if j >= jlo and j < jhi:
+            continue
         acc = out[b, i, j]
         for o in range(cout):
             acc[o] = 0.0
         for p in range(kh):
-            ih = i * sh - pt + p * dh
+            ih = ih0 + p * dh
             if ih < 0 or ih >= h:
                 continue
             for q in range(kw):
@@ -110,3 +233,22 @@ def depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl):
                         xv = xr[c]
                         for k in range(mult):
                             acc[c * mult + k] += xv * wr[c * mult + k]
+    if fast:
+        x2 = x.reshape((n * h * wd, cin))
+        w2 = w.reshape((9, cout))
+        o2 = out.reshape((n * oh * ow, cout))
+        r0 = (b * oh + i) * ow
+        a0 = (b * h + ih0) * wd - pl
+        rs = dh * wd
+        j = jlo
+        if dw == 1 and sw == 1:
+            while j + 4 <= jhi:
+                _dw3x3_s1_x4(x2, w2, o2, a0 + j, r0 + j, rs, cout)
+                j += 4
+        elif dw == 1 and sw == 2:
+            while j + 2 <= jhi:
+                _dw3x3_s2_x2(x2, w2, o2, a0 + 2 * j, r0 + j, rs, cout)
+                j += 2
+        while j < jhi:
+            _dw3x3_x1(x2, w2, o2, a0 + j * sw, r0 + j, rs, dw, cout)
+            j += 1
