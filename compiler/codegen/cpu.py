@@ -408,14 +408,16 @@ def emit_reduce(cg: CpuCodegen, node: Node, out: str) -> None:
     xs = cg.shape(node.inputs[0])
     view = _three(xs, axes[0], axes[-1])
     a, _, b = view.strip("()").split(", ")
-    fn = "mean3" if node.op is Op.MEAN else "max3"
-    cg.line(f"_reduce.{fn}({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape(({a}, {b})))")
+    if node.op is Op.MEAN:
+        cg.line(f"_reduce.mean3_par({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape(({a}, {b})), nt)")
+    else:
+        cg.line(f"_reduce.max3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape(({a}, {b})))")
 
 
 def emit_softmax(cg: CpuCodegen, node: Node, out: str) -> None:
     axis = node.attr("axis")
     view = _three(cg.shape(node.inputs[0]), axis, axis)
-    cg.line(f"_reduce.softmax3({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}))")
+    cg.line(f"_reduce.softmax3_par({cg.ref(node.inputs[0])}.reshape({view}), {out}.reshape({view}), nt)")
 
 
 def emit_sparsemax(cg: CpuCodegen, node: Node, out: str) -> None:

@@ -375,8 +375,8 @@ def emit_bmm(cg: Any, node: Node, out: str) -> None:
     sa, sb, so = cg.shape(a), cg.shape(b), node.out.shape
     lead = _count(so[:-2])
     view = lambda s: f"({lead}, {s[-2]}, {s[-1]})"  # noqa: E731
-    cg.line(f"_seq.bmm({cg.ref(a)}.reshape({view(sa)}), {cg.ref(b)}.reshape({view(sb)}), "
-            f"{out}.reshape({view(so)}), {bool(node.attr('transpose_b'))})")
+    cg.line(f"_seq.bmm_par({cg.ref(a)}.reshape({view(sa)}), {cg.ref(b)}.reshape({view(sb)}), "
+            f"{out}.reshape({view(so)}), {bool(node.attr('transpose_b'))}, nt)")
     _epilogue(cg, node, out)
 
 

@@ -57,6 +57,7 @@ def conv_transpose3d_par(x, w, out, kd, kh, kw, sd, sh, sw, dd, dh, dw, cf, ct, 
     tc = taps * cout
     rows = n * d * h * wd
     cols = scratch[: rows * tc]
+    ucout = np.uint64(cout)
     x2 = x.reshape((rows, cin))
     rchunk, cchunk = tiles(rows, cin, tc, nt)
     rt = (rows + rchunk - 1) // rchunk
@@ -90,6 +91,8 @@ def conv_transpose3d_par(x, w, out, kd, kh, kw, sd, sh, sw, dd, dh, dw, cf, ct, 
                         if xx < 0 or xx % sw != 0 or xx // sw >= wd:
                             continue
                         row = ((b * d + zz // sd) * h + yy // sh) * wd + xx // sw
-                        base = row * tc + ((p * kh + q) * kw + r) * cout
-                        for f in range(cout):
+                        # unsigned offset: a signed computed index gets numba's negative-index
+                        # wrap check, which keeps this loop from vectorizing
+                        base = np.uint64(row * tc + ((p * kh + q) * kw + r) * cout)
+                        for f in range(ucout):
                             acc[f] += cols[base + f]

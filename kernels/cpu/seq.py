@@ -2,7 +2,7 @@
 runtime values (attention). Index arrays may be of any integer or float dtype (graph inputs keep the
 dtype the model declares); a float index is truncated toward zero, as Keras's cast to int32 does."""
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .conv import OPTS
 
@@ -44,3 +44,17 @@ def bmm(a, b, out, transpose_b):
             np.dot(a[i], b[i].T, out[i])
         else:
             np.dot(a[i], b[i], out[i])
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def bmm_par(a, b, out, transpose_b, nt):
+    """`bmm` with the leading axis split over `nt` tasks (BLAS is pinned to one thread per task)."""
+    g = a.shape[0]
+    tasks = max(1, min(nt, g))
+    per = -(-g // tasks)
+    for t in prange(tasks):
+        for i in range(t * per, min(g, (t + 1) * per)):
+            if transpose_b:
+                np.dot(a[i], b[i].T, out[i])
+            else:
+                np.dot(a[i], b[i], out[i])
