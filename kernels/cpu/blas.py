@@ -171,8 +171,18 @@ def skinny_gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
 @njit(**OPTS)
 def sgemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
     """C = A @ B + beta * C on row-major blocks inside C-contiguous float32 arrays (see `_sgemm`);
-    a no-op when C is empty (BLAS computes beta * C when k is 0). A few rows by many columns go to
-    `skinny_gemm`; one row is a BLAS GEMV."""
+    a no-op when C is empty (BLAS computes beta * C when k is 0). One row is a BLAS GEMV."""
+    if m <= 0 or n <= 0:
+        return
+    _sgemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)
+
+
+@njit(**OPTS)
+def sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
+    """`sgemm`, with a few rows by many columns through `skinny_gemm`: for the callers where such
+    blocks occur (dense layers at small batches, transposed convs at batch 1). Kept out of the conv
+    drivers: every driver that calls it compiles its unrolled loops again (ResNet50's cold compile
+    went from 65 to 87 s with it everywhere, for blocks that convs at batch 1 do not have)."""
     if m <= 0 or n <= 0:
         return
     if 2 <= m <= 16 and n >= 256 and skinny_gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):

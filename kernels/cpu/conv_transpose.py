@@ -8,7 +8,7 @@ input pixel i, tap p -> output i*stride + p*dilation - crop. Weight layout (code
 import numpy as np
 from numba import njit, prange
 
-from .blas import sgemm
+from .blas import sgemm_skinny
 from .conv import OPTS
 from .gemm import tiles
 
@@ -68,7 +68,7 @@ def conv_transpose3d_par(x, w, out, kd, kh, kw, sd, sh, sw, dd, dh, dw, cf, ct, 
         r1 = min(rows, r0 + rchunk)
         c0 = (t - ri * ct_) * cchunk
         c1 = min(tc, c0 + cchunk)
-        sgemm(x2, r0 * cin, cin, w, c0, tc, cols, r0 * tc + c0, tc, r1 - r0, c1 - c0, cin, np.float32(0.0))
+        sgemm_skinny(x2, r0 * cin, cin, w, c0, tc, cols, r0 * tc + c0, tc, r1 - r0, c1 - c0, cin, np.float32(0.0))
     for t in prange(n * od * oh):
         b = t // (od * oh)
         rem = t - b * od * oh

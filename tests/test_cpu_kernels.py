@@ -1,0 +1,146 @@
+"""CPU kernels with a fast path next to a general one, against float64 references computed with numpy:
+the skinny GEMM (few rows, many columns) behind `sgemm_skinny`, the 3x3 depthwise path, im2col on flat
+offsets, and the parallel softmax and mean. Each sweep crosses the boundary between the paths."""
+import itertools
+
+import numba
+import numpy as np
+import pytest
+
+from kerasjit.kernels.cpu import reduce as R
+from kerasjit.kernels.cpu.blas import sgemm_skinny
+from kerasjit.kernels.cpu.conv import im2col
+from kerasjit.kernels.cpu.gemm import depthwise_row, im2col_rows
+
+pytestmark = pytest.mark.xdist_group("cpu_kernels")
+
+
+@numba.njit(cache=False)
+def _gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
+    sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)
+
+
+@pytest.mark.parametrize("m,n,k", [(2, 256, 1), (3, 300, 7), (4, 256, 8), (9, 640, 384), (16, 500, 129),
+                                   (17, 300, 20), (5, 255, 13)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_sgemm_blocks_few_rows_many_columns(m, n, k, beta):
+    """A block of C = A @ B + beta * C at offsets inside larger arrays, by the skinny kernel (2-16 rows,
+    256+ columns) or BLAS (the others); nothing outside the block is touched."""
+    rng = np.random.default_rng(m * 1000 + n + k)
+    a = rng.standard_normal((m + 3, k + 5)).astype(np.float32)
+    b = rng.standard_normal((k + 2, n + 9)).astype(np.float32)
+    c = rng.standard_normal((m + 4, n + 11)).astype(np.float32)
+    c0 = c.copy()
+    _gemm(a, (k + 5) + 2, k + 5, b, (n + 9) + 3, n + 9, c, 2 * (n + 11) + 4, n + 11, m, n, k, np.float32(beta))
+    ref = c0.astype(np.float64)
+    ref[2:2 + m, 4:4 + n] = (a[1:1 + m, 2:2 + k].astype(np.float64) @ b[1:1 + k, 3:3 + n]
+                             + beta * c0[2:2 + m, 4:4 + n])
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
+    outside = np.ones(c.shape, bool)
+    outside[2:2 + m, 4:4 + n] = False
+    assert (c[outside] == c0[outside]).all()
+
+
+def test_sgemm_few_rows_when_the_last_row_is_short():
+    """C's last row ends inside a flat array shorter than a full row stride: still exact (the skinny
+    kernel views whole rows, so it hands such a call to BLAS)."""
+    rng = np.random.default_rng(0)
+    m, n, k, ldc = 3, 300, 16, 320
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c = np.zeros((m - 1) * ldc + n, np.float32)
+    _gemm(a, 0, k, b, 0, n, c, 0, ldc, m, n, k, np.float32(0))
+    ref = a.astype(np.float64) @ b
+    for r in range(m):
+        np.testing.assert_allclose(c[r * ldc:r * ldc + n], ref[r], rtol=1e-5, atol=1e-4)
+
+
+@numba.njit(cache=False)
+def _depthwise(x, w, out, sh, sw, dh, dw, pt, pl):
+    for b in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl)
+
+
+def _depthwise_ref(x, w, s, d, pt, pl, oh, ow, mult):
+    k = w.shape[0]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (pt, s * oh + k * d), (pl, s * ow + k * d), (0, 0)))
+    ref = np.zeros((x.shape[0], oh, ow, w.shape[2]))
+    for p in range(k):
+        for q in range(k):
+            sl = xp[:, p * d:p * d + s * (oh - 1) + 1:s, q * d:q * d + s * (ow - 1) + 1:s, :]
+            ref += np.repeat(sl, mult, axis=3) * w[p, q]
+    return ref
+
+
+@pytest.mark.parametrize("k,s,d,mult", [(3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 1), (3, 3, 1, 1), (3, 1, 1, 2),
+                                        (5, 1, 1, 1), (1, 2, 1, 1)])
+def test_depthwise_rows_match_a_reference(k, s, d, mult):
+    """Every output of a depthwise conv, interior (3x3 fast path: blocks of 4 or 2 outputs, then
+    single ones) and border (pixel by pixel), over sizes and paddings that make each path run."""
+    rng = np.random.default_rng(k * 100 + s * 10 + d + mult)
+    for h, wd, c, pad in itertools.product([5, 9, 14], [6, 11, 17], [3, 17, 32], [0, 1, 2]):
+        x = rng.standard_normal((2, h, wd, c)).astype(np.float32)
+        w = rng.standard_normal((k, k, c * mult)).astype(np.float32)
+        oh = (h + 2 * pad - d * (k - 1) - 1) // s + 1
+        ow = (wd + 2 * pad - d * (k - 1) - 1) // s + 1
+        if oh <= 0 or ow <= 0:
+            continue
+        out = np.full((2, oh, ow, c * mult), np.nan, np.float32)
+        _depthwise(x, w, out, s, s, d, d, pad, pad)
+        ref = _depthwise_ref(x, w, s, d, pad, pad, oh, ow, mult)
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=f"{h}x{wd}x{c} pad {pad}")
+
+
+def test_im2col_rows_match_the_plain_loop():
+    """im2col on flat offsets (runs of kw pixels when the row lies inside) gives the plain loop's
+    matrix, for any row range, stride, dilation and padding, and for a non-contiguous input."""
+    rng = np.random.default_rng(1)
+    for h, w, c, k, s, d, pt, pl in itertools.product([4, 9], [5, 8], [1, 3, 16], [1, 2, 3], [1, 2], [1, 2],
+                                                      [0, 2], [0, 1]):
+        x = rng.standard_normal((2, h, w, c)).astype(np.float32)
+        oh = (h + 2 * pt - d * (k - 1) - 1) // s + 1
+        ow = (w + 2 * pl - d * (k - 1) - 1) // s + 1
+        if oh <= 0 or ow <= 0:
+            continue
+        rows = 2 * oh * ow
+        ref = np.full((rows, k * k * c), np.nan, np.float32)
+        im2col(x, 0, c, k, k, s, s, d, d, pt, pl, oh, ow, ref)
+        for xx in (x, np.asfortranarray(x)):
+            col = np.full_like(ref, np.nan)
+            im2col_rows(xx, 0, rows, k, k, s, s, d, d, pt, pl, oh, ow, col)
+            np.testing.assert_array_equal(col, ref)
+        r0 = rows // 3
+        col = np.full((rows - r0, k * k * c), np.nan, np.float32)
+        im2col_rows(x, r0, rows, k, k, s, s, d, d, pt, pl, oh, ow, col)
+        np.testing.assert_array_equal(col, ref[r0:])
+
+
+@pytest.mark.parametrize("a,r,b", [(7, 128, 1), (3, 5, 4), (1, 1, 1), (9, 33, 1), (2, 64, 3), (5, 300, 1)])
+def test_parallel_softmax_and_mean(a, r, b):
+    """Softmax along the middle axis (vectorized exp on the last-axis path) within float32 rounding of a
+    float64 reference, including logits 200 below the row's max; the mean likewise."""
+    rng = np.random.default_rng(a * r * b)
+    x = (rng.standard_normal((a, r, b)) * 10).astype(np.float32)
+    if r > 1:
+        x[0, 0, 0] = x[0].max() - 200.0
+    out = np.empty_like(x)
+    R.softmax3_par(x, out, 2)
+    x64 = x.astype(np.float64)
+    ref = np.exp(x64 - x64.max(1, keepdims=True))
+    ref /= ref.sum(1, keepdims=True)
+    np.testing.assert_allclose(out, ref, rtol=2e-6, atol=1e-7)
+    if r > 1:
+        assert out[0, 0, 0] < 1e-30
+    mean = np.empty((a, b), np.float32)
+    R.mean3_par(x, mean, 2)
+    np.testing.assert_allclose(mean, x64.mean(1), rtol=1e-6, atol=1e-6)
+
+
+def test_parallel_softmax_propagates_nan():
+    """A NaN logit makes its softmax row NaN, as in Keras; the other rows are unaffected."""
+    x = np.array([[1.0, np.nan, 2.0], [1.0, 2.0, 3.0]], np.float32).reshape(2, 3, 1)
+    out = np.empty_like(x)
+    R.softmax3_par(x, out, 2)
+    assert np.isnan(out[0]).all()
+    np.testing.assert_allclose(out[1, :, 0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum(), rtol=1e-6)
