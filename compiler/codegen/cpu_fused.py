@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..ir import Node, Op
+from ..ir import Node
 from .common import IndentedBuffer, step_lines
 
 if TYPE_CHECKING:
@@ -183,9 +183,8 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: t
                     with b.indent():
                         b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, "
                                "a[r0 * K:r1 * K].reshape((r1 - r0, K)))")
-                # dense layers may have a few rows by many columns (small batches): `sgemm_skinny`
-                fn = "sgemm_skinny" if node.op is Op.MATMUL else "sgemm"
-                b.line(f"_blas.{fn}(a, r0 * K, K, w, c0, C, o2, r0 * C + c0, C, r1 - r0, c1 - c0, K, _F0)")
+                # not `sgemm_skinny`: linked into every dense driver it cost 2-3 s of compile per model
+                b.line("_blas.sgemm(a, r0 * K, K, w, c0, C, o2, r0 * C + c0, C, r1 - r0, c1 - c0, K, _F0)")
                 _row_epilogue(cg, node, flags, b, ("c0", "c1"))
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)

@@ -179,10 +179,10 @@ def sgemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
 
 @njit(**OPTS)
 def sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
-    """`sgemm`, with a few rows by many columns through `skinny_gemm`: for the callers where such
-    blocks occur (dense layers at small batches, transposed convs at batch 1). Kept out of the conv
-    drivers: every driver that calls it compiles its unrolled loops again (ResNet50's cold compile
-    went from 65 to 87 s with it everywhere, for blocks that convs at batch 1 do not have)."""
+    """`sgemm`, with a few rows by many columns through `skinny_gemm`: for transposed convs, whose
+    batch-1 GEMMs are such blocks (AC-GAN's 9 x 384 x 4800). Not called from the generated conv and
+    dense drivers: each driver linking it re-optimizes its unrolled loops, measured +2-3 s of compile
+    per small model with dense layers and +20 s for ResNet50."""
     if m <= 0 or n <= 0:
         return
     if 2 <= m <= 16 and n >= 256 and skinny_gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
