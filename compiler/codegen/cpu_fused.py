@@ -65,19 +65,16 @@ def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, b
 
 
 def _epilogue_lines(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer, main: str,
-                    operand_of=None) -> None:
-    """Statements applying the node's epilogue to `v`, read from and stored to `main` (an index expr).
-    `operand_of(k, flags)` gives the expression of operand k (default: `a{k}[b, m, c]`, broadcast axes 0)."""
+                    col: str = "c") -> None:
+    """Statements applying the node's epilogue to `v`, read from and stored to `main` (an index expr);
+    operand k is `a{k}[b, m, col]` with its broadcast axes at 0."""
     buf.line(f"v = {main}")
     k = 0
     for s in node.epilogue:
         operand = None
         if s.operand is not None:
-            if operand_of is not None:
-                operand = operand_of(k, flags[k])
-            else:
-                fb, fm, fc = flags[k]
-                operand = f"a{k}[{'0' if fb else 'b'}, {'0' if fm else 'm'}, {'0' if fc else 'c'}]"
+            fb, fm, fc = flags[k]
+            operand = f"a{k}[{'0' if fb else 'b'}, {'0' if fm else 'm'}, {'0' if fc else col}]"
             k += 1
         for ln in step_lines(s, "v", operand, cg.c):
             buf.line(ln)
@@ -100,13 +97,9 @@ def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: Indente
     with buf.indent():
         buf.line("b = r // M")
         buf.line("m = r - b * M")
-
-        def operand_of(k: int, f: tuple) -> str:
-            fb, fm, fc = f
-            return f"a{k}[{'0' if fb else 'b'}, {'0' if fm else 'm'}, {'0' if fc else 'uc0 + c'}]"
         buf.line("for c in range(ncol):")
         with buf.indent():
-            _epilogue_lines(cg, node, flags, buf, "o2[r, uc0 + c]", operand_of)
+            _epilogue_lines(cg, node, flags, buf, "o2[r, uc0 + c]", "uc0 + c")
 
 
 def _define(cg: "CpuCodegen", kind: str, node: Node, flags: list[tuple], build) -> str:

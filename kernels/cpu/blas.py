@@ -14,7 +14,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.linalg import check_blas_return, ensure_blas
 
-from .conv import OPTS
+from .conv import FMA_OPTS, OPTS
 
 _char = ir.IntType(8)
 _voidp = ir.IntType(8).as_pointer()
@@ -72,10 +72,7 @@ def _sgemm(typingctx, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta
     return sig, codegen
 
 
-_FMA = dict(OPTS, fastmath={"contract"})
-
-
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _skinny_4x8(a, r, ka, b, k, j0, c, i0, n):
     """c[r..r+3, i0:i0+n] += a[r..r+3, ka..ka+7] @ b[k..k+7, j0:j0+n] (C-contiguous 2D views; i0, j0
     and n unsigned: numba's negative-index check on signed column indices keeps
@@ -98,7 +95,7 @@ def _skinny_4x8(a, r, ka, b, k, j0, c, i0, n):
         c[r + 3, i0 + jj] += x30 * w0 + x31 * w1 + x32 * w2 + x33 * w3 + x34 * w4 + x35 * w5 + x36 * w6 + x37 * w7
 
 
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _skinny_1x8(a, r, ka, b, k, j0, c, i0, n):
     """One row of `_skinny_4x8`."""
     x0, x1, x2, x3, x4, x5, x6, x7 = (a[r, ka], a[r, ka + 1], a[r, ka + 2], a[r, ka + 3], a[r, ka + 4], a[r, ka + 5],
@@ -106,10 +103,10 @@ def _skinny_1x8(a, r, ka, b, k, j0, c, i0, n):
     for jj in range(n):
         j = j0 + jj
         c[r, i0 + jj] += (x0 * b[k, j] + x1 * b[k + 1, j] + x2 * b[k + 2, j] + x3 * b[k + 3, j]
-                    + x4 * b[k + 4, j] + x5 * b[k + 5, j] + x6 * b[k + 6, j] + x7 * b[k + 7, j])
+                          + x4 * b[k + 4, j] + x5 * b[k + 5, j] + x6 * b[k + 6, j] + x7 * b[k + 7, j])
 
 
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _skinny_1x1(a, r, ka, b, k, j0, c, i0, n):
     x = a[r, ka]
     for jj in range(n):
@@ -183,8 +180,6 @@ def sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
     batch-1 GEMMs are such blocks (AC-GAN's 9 x 384 x 4800). Not called from the generated conv and
     dense drivers: each driver linking it re-optimizes its unrolled loops, measured +2-3 s of compile
     per small model with dense layers and +20 s for ResNet50."""
-    if m <= 0 or n <= 0:
-        return
     if 2 <= m <= 16 and n >= 256 and skinny_gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
         return
-    _sgemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)
+    sgemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)

@@ -8,7 +8,7 @@ by row (`depthwise_row`), also with the epilogue fused after each row.
 import numpy as np
 from numba import njit, prange
 
-from .conv import OPTS
+from .conv import FMA_OPTS, OPTS
 
 #: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads. Large: BLAS
 #: packs the weights again for every call, so fewer, bigger calls win (measured on 2 Zen 4 cores:
@@ -128,11 +128,7 @@ def im2col_par(x, rows, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a, nt):
             im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a[r0 * k:r1 * k].reshape((r1 - r0, k)))
 
 
-#: FMA contraction allowed (one rounding instead of two per multiply-add; LLVM may not fuse otherwise)
-_FMA = dict(OPTS, fastmath={"contract"})
-
-
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _dw3x3_s1_x4(x2, w2, o2, a, r, rs, C):
     """Four adjacent outputs o2[r..r+3] of a 3x3 stride-1 depthwise conv whose top-left input pixel
     is x2[a] (rows of x2 are pixels, rs pixels per input row): the 18 input pixels are loaded once
@@ -158,7 +154,7 @@ def _dw3x3_s1_x4(x2, w2, o2, a, r, rs, C):
         o2[r + 3, c] = p3 * w0 + p4 * w1 + p5 * w2_ + q3 * w3 + q4 * w4 + q5 * w5 + s3 * w6 + s4 * w7 + s5 * w8
 
 
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _dw3x3_s2_x2(x2, w2, o2, a, r, rs, C):
     """Two adjacent outputs of a 3x3 stride-2 depthwise conv (5 input columns shared)."""
     for c in range(C):
@@ -180,7 +176,7 @@ def _dw3x3_s2_x2(x2, w2, o2, a, r, rs, C):
         o2[r + 1, c] = p2 * w0 + p3 * w1 + p4 * w2_ + q2 * w3 + q3 * w4 + q4 * w5 + s2 * w6 + s3 * w7 + s4 * w8
 
 
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def _dw3x3_x1(x2, w2, o2, a, r, rs, dw, C):
     """One output of a 3x3 depthwise conv, all nine taps inside the input."""
     for c in range(C):

@@ -5,7 +5,7 @@ Any reduction over a contiguous run of axes is this shape after a reshape, which
 import numpy as np
 from numba import njit, prange
 
-from .conv import OPTS
+from .conv import FMA_OPTS, OPTS
 
 
 @njit(**OPTS)
@@ -57,7 +57,6 @@ def softmax3(x, out):
 
 # --- parallel versions, with a contiguous fast path when the reduced axis is the last one ---------
 
-_FMA = dict(OPTS, fastmath={"contract"})
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -70,7 +69,7 @@ _E5 = np.float32(5.0000001201e-1)
 _LOW = np.float32(-87.0)
 
 
-@njit(**_FMA)
+@njit(**FMA_OPTS)
 def exp_shifted(x, m, out, bits):
     """out[k] = exp(x[k] - m) for x[k] <= m, in float32 within 1 ulp (the Cephes expf polynomial);
     below exp(-87) it gives ~1e-38 instead of 0. Written as two loops that LLVM vectorizes (the
@@ -117,8 +116,10 @@ def softmax3_par(x, out, nt):
     per = -(-a // tasks)
     if b != 1:
         for t in prange(tasks):
-            for i in range(t * per, min(a, (t + 1) * per)):
-                softmax3(x[i:i + 1], out[i:i + 1])
+            lo = t * per
+            hi = min(a, lo + per)
+            if hi > lo:
+                softmax3(x[lo:hi], out[lo:hi])
         return
     x2 = x.reshape((a, r))
     o2 = out.reshape((a, r))

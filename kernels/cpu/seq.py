@@ -53,8 +53,7 @@ def bmm_par(a, b, out, transpose_b, nt):
     tasks = max(1, min(nt, g))
     per = -(-g // tasks)
     for t in prange(tasks):
-        for i in range(t * per, min(g, (t + 1) * per)):
-            if transpose_b:
-                np.dot(a[i], b[i].T, out[i])
-            else:
-                np.dot(a[i], b[i], out[i])
+        lo = t * per
+        hi = min(g, lo + per)
+        if hi > lo:
+            bmm(a[lo:hi], b[lo:hi], out[lo:hi], transpose_b)
