@@ -1,12 +1,14 @@
 """CPU kernels with a fast path next to a general one, against float64 references computed with numpy:
-the skinny GEMM (few rows, many columns) behind `sgemm_skinny`, the 3x3 depthwise path, im2col on flat
-offsets, and the parallel softmax and mean. Each sweep crosses the boundary between the paths."""
+the GEMM on packed weights (every micro-kernel row count, partial panels, K slices), the skinny GEMM
+(few rows, many columns) behind `sgemm_skinny`, the 3x3 depthwise path, im2col on flat offsets, and the
+parallel softmax and mean. Each sweep crosses the boundary between the paths."""
 import itertools
 
 import numba
 import numpy as np
 import pytest
 
+from kerasjit.kernels.cpu import packed as P
 from kerasjit.kernels.cpu import reduce as R
 from kerasjit.kernels.cpu.blas import sgemm_skinny
 from kerasjit.kernels.cpu.conv import im2col
@@ -53,6 +55,49 @@ def test_sgemm_few_rows_when_the_last_row_is_short():
     ref = a.astype(np.float64) @ b
     for r in range(m):
         np.testing.assert_allclose(c[r * ldc:r * ldc + n], ref[r], rtol=1e-5, atol=1e-4)
+
+
+@numba.njit(cache=False)
+def _gemm_pk(a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, c0, n, beta):
+    P.sgemm_pk(a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, c0, n, beta)
+
+
+@pytest.mark.parametrize("m,k,n,c0", [(1, 1, 1, 0), (P.MR, 3, P.NR, 0), (P.MR + 1, 17, P.NR + 1, 0),
+                                      (2 * P.MR - 1, P.KC + 3, 2 * P.NR - 5, 0), (49, 2 * P.KC, 70, P.NR),
+                                      (P.MC + 7, 40, 3 * P.NR, 2 * P.NR), (13, 100, 33, 0), (4, 0, 40, 0)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
+def test_packed_gemm_blocks(m, k, n, c0, beta):
+    """A block of C = A @ B[:, c0:c0+n] + beta * C with B packed at an offset inside a larger array,
+    A and C blocks at offsets inside theirs: every row count of the micro-kernel (m mod MR), partial
+    last panels (masked stores), several K slices and row blocks, k = 0; nothing outside the block
+    of C is touched, not even by the full-width panel loads."""
+    rng = np.random.default_rng(m * 1000 + n + k)
+    cols = c0 + n + 7
+    a = rng.standard_normal((m + 3, k + 5)).astype(np.float32)
+    w = rng.standard_normal((k, cols)).astype(np.float32)
+    pad = 11
+    bp = np.concatenate([np.full(pad, np.nan, np.float32), P.pack(w), np.full(pad, np.nan, np.float32)])
+    c = rng.standard_normal((m + 4, n + 11)).astype(np.float32)
+    c_before = c.copy()
+    _gemm_pk(a, (k + 5) + 2, k + 5, bp, pad, k, c, 2 * (n + 11) + 4, n + 11, m, c0, n, np.float32(beta))
+    ref = c_before.astype(np.float64)
+    ref[2:2 + m, 4:4 + n] = (a[1:1 + m, 2:2 + k].astype(np.float64) @ w[:, c0:c0 + n]
+                             + beta * c_before[2:2 + m, 4:4 + n])
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
+    outside = np.ones(c.shape, bool)
+    outside[2:2 + m, 4:4 + n] = False
+    assert (c[outside] == c_before[outside]).all()
+
+
+def test_packed_layout():
+    """Panel p holds columns p*NR.. as (K, NR) rows, zero past the last column."""
+    w = np.arange(5 * 40, dtype=np.float32).reshape(5, 40)
+    bp = P.pack(w)
+    assert bp.shape == (P.packed_size(5, 40),) == (2 * 5 * P.NR,)
+    panels = bp.reshape(2, 5, P.NR)
+    np.testing.assert_array_equal(panels[0], w[:, :P.NR])
+    np.testing.assert_array_equal(panels[1, :, :40 - P.NR], w[:, P.NR:])
+    assert (panels[1, :, 40 - P.NR:] == 0).all()
 
 
 @numba.njit(cache=False)

@@ -16,7 +16,6 @@ import numpy as np
 from ...errors import CompileError
 from ..ir import Graph, Group, Node, Op
 from ..plan import Plan, plan_memory
-from ...kernels.cpu import winograd as _wino
 from . import cpu_fused
 from .common import Blob, Constants, IndentedBuffer, collapse, dims_expr, step_lines
 from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
@@ -223,7 +222,7 @@ class CpuCodegen:
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
-                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq, winograd as _wino", "",
+                "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq, winograd as _wino, packed as _pk", "",
                 "_F0 = np.float32(0.0)", ""]
         run = self.body.getvalue()
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
@@ -319,8 +318,7 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
             return
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
     elif (_is_winograd(node, xs, w.shape) and
-          cpu_fused.emit_winograd(cg, node, out, xv, cg.weight(f"{wname}@wino", _wino.transform_weights(w)),
-                                  ps, scratch)):
+          cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch)):
         return
     elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
         return
@@ -350,13 +348,13 @@ def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
 def _fused_conv(cg: CpuCodegen, node: Node, out: str, xv: str, w: np.ndarray, ks, ss, ds, ps, scratch: str) -> bool:
     """A dense (groups == 1) 2D conv as a fused GEMM driver: plain rows when pointwise, else im2col."""
     kk, co = int(np.prod(w.shape[:-1])), w.shape[-1]
-    wv = cg.weight(f"{node.inputs[1]}@gemm2d", w.reshape(kk, co))
+    wkey, w2 = node.inputs[1], w.reshape(kk, co)
     if _is_pointwise(node, cg.shape(node.inputs[0]), w.shape):
         rows = int(np.prod(node.out.shape[1:-1], dtype=np.int64))
-        return cpu_fused.emit_gemm(cg, node, out, f"{xv}.reshape((n * {rows}, {kk}))", wv, None)
+        return cpu_fused.emit_gemm(cg, node, out, f"{xv}.reshape((n * {rows}, {kk}))", wkey, w2, None)
     spatial = tuple(node.out.shape[1:-1])
     oh, ow = (1,) * (2 - len(spatial)) + spatial
-    return cpu_fused.emit_gemm(cg, node, out, "", wv, (xv, oh, ow) + tuple(ks) + tuple(ss) + tuple(ds) + tuple(ps)
+    return cpu_fused.emit_gemm(cg, node, out, "", wkey, w2, (xv, oh, ow) + tuple(ks) + tuple(ss) + tuple(ds) + tuple(ps)
                                + (scratch,))
 
 
@@ -365,7 +363,7 @@ def emit_matmul(cg: CpuCodegen, node: Node, out: str) -> None:
     k, m = cg.g.params[wname].shape
     rows = int(np.prod(cg.shape(x)[1:-1], dtype=np.int64))
     r = "n" if rows == 1 else f"n * {rows}"
-    if cpu_fused.emit_gemm(cg, node, out, f"{cg.ref(x)}.reshape(({r}, {k}))", cg.ref(wname), None):
+    if cpu_fused.emit_gemm(cg, node, out, f"{cg.ref(x)}.reshape(({r}, {k}))", wname, cg.g.params[wname], None):
         return
     cg.line(f"_conv.matmul({cg.ref(x)}.reshape(({r}, {k})), {cg.ref(wname)}, {out}.reshape(({r}, {m})))")
     _epilogue(cg, node, out)

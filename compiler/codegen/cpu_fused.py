@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from ...kernels.cpu import packed as _packed
+from ...kernels.cpu import winograd as _wino
 from ..ir import Node
 from .common import IndentedBuffer, step_lines
 
@@ -129,28 +133,30 @@ def _tasks(buf: IndentedBuffer, task_body) -> None:
             task_body(buf)
 
 
-def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: tuple | None) -> bool:
+def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.ndarray,
+              im2col: tuple | None) -> bool:
     """Emit a fused GEMM driver call: rows of `x2` (or im2col rows of x when `im2col` is given:
-    (x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch), x viewed as NHWC) times `w`, epilogue fused.
-    False if it cannot.
+    (x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch), x viewed as NHWC) times the (K, C) weights
+    `w` (stored packed, kernels/cpu/packed.py, under `wkey`), epilogue fused. False if it cannot.
 
     The output is cut into a grid of tiles (`_gemm.tiles`): blocks of rows when there are many, else
     blocks of columns, so that each thread reads only its share of the weights. A task builds the
     im2col rows of its block (or, with column blocks, all tasks share rows built first), multiplies
-    with `_blas.sgemm` and applies the epilogue while its tile is in cache."""
+    with `_pk.sgemm_pk` and applies the epilogue while its tile is in cache."""
     ops = plan_operands(cg, node)
     if ops is None:
         return False
+    kdim = int(w.shape[0])
+    wv = cg.weight(f"{wkey}@pk", _packed.pack(w))
     flags = [f for _, f in ops]
     args = "".join(f", a{k}" for k in range(len(ops)))
     kind = "conv" if im2col else "gemm"
 
     def build(buf: IndentedBuffer) -> None:
-        head = "x, w, o3, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, o3, nt"
+        head = "x, w, K, o3, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, K, o3, nt"
         buf.line(f"def {{name}}({head}{args}):")
         with buf.indent():
             buf.line("N, M, C = o3.shape")
-            buf.line("K = w.shape[0]")
             buf.line("rows = N * M")
             buf.line("o2 = o3.reshape((rows, C))")
             buf.line("rchunk, cchunk = _gemm.tiles(rows, K, C, nt)")
@@ -176,8 +182,7 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: t
                     with b.indent():
                         b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, "
                                "a[r0 * K:r1 * K].reshape((r1 - r0, K)))")
-                # not `sgemm_skinny`: linked into every dense driver it cost 2-3 s of compile per model
-                b.line("_blas.sgemm(a, r0 * K, K, w, c0, C, o2, r0 * C + c0, C, r1 - r0, c1 - c0, K, _F0)")
+                b.line("_pk.sgemm_pk(a, r0 * K, K, w, 0, K, o2, r0 * C + c0, C, r1 - r0, c0, c1 - c0, _F0)")
                 _row_epilogue(cg, node, flags, b, ("c0", "c1"))
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)
@@ -189,10 +194,10 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, w: str, im2col: t
     opargs = "".join(f", {e}" for e, _ in ops)
     if im2col:
         x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch = im2col
-        cg.line(f"{name}({x}, {w}, {o3}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
+        cg.line(f"{name}({x}, {wv}, {kdim}, {o3}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
                 f"{scratch}{opargs})")
     else:
-        cg.line(f"{name}({x2}, {w}, {o3}, nt{opargs})")
+        cg.line(f"{name}({x2}, {wv}, {kdim}, {o3}, nt{opargs})")
     return True
 
 
@@ -226,18 +231,23 @@ def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geome
     return True
 
 
-def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, u: str, pads: tuple, scratch: str) -> bool:
+def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: np.ndarray, pads: tuple,
+                  scratch: str) -> bool:
     """Emit a fused Winograd F(2x2, 3x3) driver call (kernels/cpu/winograd.py): tasks of tiles, each
-    transforms its input tiles, runs the 16 GEMMs and the output transform with the epilogue fused.
-    False if the epilogue's operands do not fit."""
+    transforms its input tiles, runs the 16 GEMMs (against the transformed kernels, each packed for
+    `_pk.sgemm_pk`) and the output transform with the epilogue fused. False if the epilogue's operands
+    do not fit."""
     ops = plan_operands(cg, node)
     if ops is None:
         return False
+    ut = _wino.transform_weights(w)
+    u = cg.weight(f"{wkey}@wino", np.concatenate([_packed.pack(ut[e]) for e in range(16)]))
+    per = _packed.packed_size(*ut.shape[1:])
     flags = [f for _, f in ops]
     args = "".join(f", a{k}" for k in range(len(ops)))
 
     def build(buf: IndentedBuffer) -> None:
-        buf.line(f"def {{name}}(x, u, o3, nt, oh, ow, pt, pl, scratch{args}):")
+        buf.line(f"def {{name}}(x, u, per, o3, nt, oh, ow, pt, pl, scratch{args}):")
         with buf.indent():
             buf.line("N, M, C = o3.shape")
             buf.line("CI = x.shape[3]")
@@ -258,7 +268,7 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, u: str, pads: 
                 b.line("_wino.input_tiles(x, t0, t1, th, tw, pt, pl, vv)")
                 b.line("for e in range(16):")
                 with b.indent():
-                    b.line("_blas.sgemm(vv, e * cnt * CI, CI, u, e * CI * C, C, mm, e * cnt * C, C, cnt, C, CI, _F0)")
+                    b.line("_pk.sgemm_pk(vv, e * cnt * CI, CI, u, e * per, CI, mm, e * cnt * C, C, cnt, 0, C, _F0)")
                 b.line("s8 = np.empty((8, C), np.float32)")
                 b.line("ys = np.empty((4, C), np.float32)")
                 b.line("for i in range(cnt):")
@@ -288,5 +298,5 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, u: str, pads: 
     shape = node.out.shape
     o3 = f"{out}.reshape((n, {int(shape[1]) * int(shape[2])}, {shape[-1]}))"
     opargs = "".join(f", {e}" for e, _ in ops)
-    cg.line(f"{name}({x}, {u}, {o3}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
+    cg.line(f"{name}({x}, {u}, {per}, {o3}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
     return True

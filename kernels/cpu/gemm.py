@@ -31,15 +31,16 @@ def row_chunk(rows, k, m, nt):
 def tiles(rows, k, m, nt):
     """(rows, columns) of the output tiles that a GEMM of `rows` x `k` by `k` x `m` is cut into for
     `nt` threads. Many rows: blocks of rows (`row_chunk`), all columns. Few rows (late layers of a
-    convnet at batch 1, dense layers): all rows, one block of columns per thread (a multiple of 16),
-    so that each thread streams only its share of the weights. Measured with OpenBLAS on 2 Zen 4
+    convnet at batch 1, dense layers): all rows, one block of columns per thread,
+    so that each thread streams only its share of the weights (a multiple of the packed panel width,
+    kernels/cpu/packed.py). Measured with OpenBLAS on 2 Zen 4
     cores, columns win below ~64 rows per thread, and up to ~128 when the GEMM is deep and wide
     (196 x 2304 x 256: 1.19 ms against 1.34), and lose on narrow or shallow ones (784 x 32 x 192:
     0.21 ms against 0.065)."""
     per_thread = -(-rows // max(1, nt))
     if nt > 1 and m >= 64 * nt and (per_thread < 64 or (per_thread < 128 and k >= 256 and m >= 128 * nt)):
         per = -(-m // nt)
-        return rows, (per + 15) // 16 * 16
+        return rows, (per + 31) // 32 * 32
     return row_chunk(rows, k, m, nt), m
 
 

@@ -1,0 +1,257 @@
+"""SGEMM against weights packed once at compile time: C = A @ B + beta * C with B in panels of NR
+columns, for the conv and dense drivers and the Winograd GEMMs.
+
+OpenBLAS packs B (our weights) again on every call; with the few rows of a late convnet layer at
+batch 1 that packing is a large part of the call (ResNet50's 49 x 4608 x 256 blocks: 59 GFLOP/s per
+core against 110 here, measured on Zen 4). Packed layout, made by `pack` at compile time: panel p
+holds columns p*NR .. p*NR + NR - 1 of B as a (K, NR) row-major block (zero-padded past the last
+column), panels one after another: `bp[(p * K + k) * NR + j] = B[k, p * NR + j]`.
+
+The micro-kernel keeps an MR x NR block of C in vector registers over a run of k: each step loads
+one row of the panel (NR floats) and broadcasts MR elements of A, MR * NR / VW fused multiply-adds.
+It is emitted as LLVM vector IR (`_micro`) rather than left to numba's loop vectorizer, which
+vectorizes inner loops only: an accumulator block held in registers across the k loop is beyond it
+(numba also keeps LLVM's SLP vectorizer off). The blocking around it follows BLIS: KC-deep slices
+of K (a slice of a panel stays in L1/L2 while MC rows of A pass it), MC rows of A at a time.
+
+The whole GEMM is one C-callable function (`_gemm_c`, a numba cfunc, cached) registered with LLVM
+under SYMBOL; `sgemm_pk` calls it through that name, as numba's `np.dot` calls BLAS. The generated
+drivers therefore link no copy of it: linking a kernel into a driver makes LLVM optimize it again
+inside every driver's module, which is what made the unrolled skinny GEMM cost seconds of compile
+per model (see blas.py).
+"""
+import llvmlite.binding as llb
+import numpy as np
+from llvmlite import ir
+from numba import cfunc, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .conv import OPTS
+
+#: columns per panel (two AVX-512 vectors)
+NR = 32
+_AVX512 = "+avx512f" in llb.get_host_cpu_features().flatten().split(",")
+#: floats per vector register, rows per micro-kernel: 6 x 2 zmm accumulators with AVX-512 (12 of
+#: 32 registers); without it 3 x 4 ymm (12 of 16)
+VW = 16 if _AVX512 else 8
+MR = 6 if _AVX512 else 3
+#: depth of a slice of K, rows of A per block (in-cache micro-benchmarks flat between 128 and 1024;
+#: 512 keeps a slice of a panel, 64 KiB, in L2 with the block of A)
+KC = 512
+MC = 96
+#: the name the GEMM is registered under; change it when `_gemm_c`'s arguments change, so that
+#: cached drivers built against another version fail to link instead of calling it wrongly
+SYMBOL = f"kerasjit_sgemm_pk_v1_{NR}_{MR}_{VW}"
+
+_f32 = ir.FloatType()
+_i64 = ir.IntType(64)
+_i32 = ir.IntType(32)
+_vec = ir.VectorType(_f32, VW)
+_NV = NR // VW
+
+
+def pack(w: np.ndarray) -> np.ndarray:
+    """(K, N) weights -> flat float32 panels of NR columns (see the module doc)."""
+    w = np.asarray(w, np.float32)
+    k, n = w.shape
+    p = -(-n // NR)
+    out = np.zeros((k, p * NR), np.float32)
+    out[:, :n] = w
+    return np.ascontiguousarray(out.reshape(k, p, NR).transpose(1, 0, 2)).reshape(-1)
+
+
+def packed_size(k: int, n: int) -> int:
+    return -(-n // NR) * NR * k
+
+
+def _ptr(context, builder, ty, val, off):
+    """float* to element `off` of an array or a CPointer(float32)."""
+    base = val if isinstance(ty, types.CPointer) else context.make_array(ty)(context, builder, val).data
+    return builder.gep(base, [off])
+
+
+def _make_micro(mr: int):
+    """C[mr x NR] (+)= A[mr x kc] @ panel[kc x NR]: A at `a` with row stride lda, the panel slice at
+    `b` (kc rows of NR), C at `c` with row stride ldc; only the first `cols` columns of C are read
+    and written (masked), `add` nonzero to add to C instead of overwriting it."""
+
+    @intrinsic
+    def micro(typingctx, a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add):
+        sig = types.void(a, types.intp, types.intp, b, types.intp, c, types.intp, types.intp, types.intp,
+                         types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            va, aoff_, lda_, vb, boff_, vc, coff_, ldc_, kc_, cols_, add_ = args
+            pa = _ptr(context, builder, signature.args[0], va, aoff_)
+            pb = _ptr(context, builder, signature.args[3], vb, boff_)
+            pc = _ptr(context, builder, signature.args[5], vc, coff_)
+            mod = builder.module
+            vty = _vec.as_pointer()
+            fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec, [_vec] * 3), f"llvm.fma.v{VW}f32")
+            mask_ty = ir.VectorType(ir.IntType(1), VW)
+            mload = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec, [vty, _i32, mask_ty, _vec]), f"llvm.masked.load.v{VW}f32.p0")
+            mstore = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(ir.VoidType(), [_vec, vty, _i32, mask_ty]), f"llvm.masked.store.v{VW}f32.p0")
+            zero = ir.Constant(_vec, None)
+            splat = ir.Constant(ir.VectorType(_i32, VW), [0] * VW)
+            entry = builder.block
+            loop = builder.append_basic_block("pk_loop")
+            done = builder.append_basic_block("pk_done")
+            builder.cbranch(builder.icmp_signed(">", kc_, ir.Constant(_i64, 0)), loop, done)
+
+            builder.position_at_end(loop)
+            k = builder.phi(_i64)
+            k.add_incoming(ir.Constant(_i64, 0), entry)
+            acc = []
+            for _ in range(mr * _NV):
+                p = builder.phi(_vec)
+                p.add_incoming(zero, entry)
+                acc.append(p)
+            brow = builder.gep(pb, [builder.mul(k, ir.Constant(_i64, NR))])
+            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(_i64, h * VW)]), vty), align=4)
+                  for h in range(_NV)]
+            new = []
+            for i in range(mr):
+                x = builder.load(builder.gep(pa, [builder.add(builder.mul(ir.Constant(_i64, i), lda_), k)]), align=4)
+                xv = builder.shuffle_vector(builder.insert_element(ir.Constant(_vec, ir.Undefined), x,
+                                                                   ir.Constant(_i32, 0)),
+                                            ir.Constant(_vec, ir.Undefined), splat)
+                for h in range(_NV):
+                    new.append(builder.call(fma, [xv, bv[h], acc[i * _NV + h]]))
+            k1 = builder.add(k, ir.Constant(_i64, 1))
+            k.add_incoming(k1, loop)
+            for p, v in zip(acc, new):
+                p.add_incoming(v, loop)
+            builder.cbranch(builder.icmp_signed("<", k1, kc_), loop, done)
+
+            builder.position_at_end(done)
+            fin = []
+            for i in range(mr * _NV):
+                p = builder.phi(_vec)
+                p.add_incoming(zero, entry)
+                p.add_incoming(new[i], loop)
+                fin.append(p)
+            isadd = builder.icmp_signed("!=", add_, ir.Constant(_i64, 0))
+            full = builder.icmp_signed(">=", cols_, ir.Constant(_i64, NR))
+            lanes = ir.Constant(ir.VectorType(_i64, VW), list(range(VW)))
+            with builder.if_else(full) as (whole, part):
+                with whole:
+                    for i in range(mr):
+                        for h in range(_NV):
+                            off = builder.add(builder.mul(ir.Constant(_i64, i), ldc_), ir.Constant(_i64, h * VW))
+                            ptr = builder.bitcast(builder.gep(pc, [off]), vty)
+                            v = fin[i * _NV + h]
+                            v = builder.select(isadd, builder.fadd(builder.load(ptr, align=4), v), v)
+                            builder.store(v, ptr, align=4)
+                with part:  # the last panel of a block: only `cols` columns exist in C
+                    for h in range(_NV):
+                        left = builder.sub(cols_, ir.Constant(_i64, h * VW))
+                        bound = builder.insert_element(ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), left,
+                                                       ir.Constant(_i32, 0))
+                        bound = builder.shuffle_vector(bound, ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), splat)
+                        mask = builder.icmp_signed("<", lanes, bound)
+                        for i in range(mr):
+                            off = builder.add(builder.mul(ir.Constant(_i64, i), ldc_), ir.Constant(_i64, h * VW))
+                            ptr = builder.bitcast(builder.gep(pc, [off]), vty)
+                            v = fin[i * _NV + h]
+                            old = builder.call(mload, [ptr, ir.Constant(_i32, 4), mask, zero])
+                            v = builder.select(isadd, builder.fadd(old, v), v)
+                            builder.call(mstore, [v, ptr, ir.Constant(_i32, 4), mask])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return micro
+
+
+_MICRO = [_make_micro(r) for r in range(1, MR + 1)]
+_m1 = _MICRO[0]
+_m2 = _MICRO[1]
+_m3 = _MICRO[2]
+_m4 = _MICRO[3] if MR >= 4 else _MICRO[0]
+_m5 = _MICRO[4] if MR >= 5 else _MICRO[0]
+_m6 = _MICRO[5] if MR >= 6 else _MICRO[0]
+
+
+@njit(**OPTS)
+def _micro(rows, a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add):
+    if rows >= 6:
+        _m6(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+    elif rows == 5:
+        _m5(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+    elif rows == 4:
+        _m4(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+    elif rows == 3:
+        _m3(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+    elif rows == 2:
+        _m2(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+    else:
+        _m1(a, aoff, lda, b, boff, c, coff, ldc, kc, cols, add)
+
+
+_fp = types.CPointer(types.float32)
+
+
+@cfunc(types.void(_fp, types.intp, _fp, types.intp, _fp, types.intp, types.intp, types.intp, types.float32),
+       cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def _gemm_c(a, lda, bp, k, c, ldc, m, n, beta):
+    """C[m x n] = A[m x k] @ B[k x n] + beta * C; `bp` at the panel of C's first column."""
+    if m <= 0 or n <= 0:
+        return
+    if beta != 0 and beta != 1:
+        for i in range(m):
+            for j in range(n):
+                c[i * ldc + j] *= beta
+    if k <= 0:
+        if beta == 0:
+            for i in range(m):
+                for j in range(n):
+                    c[i * ldc + j] = 0.0
+        return
+    for pc in range(0, k, KC):
+        kb = min(KC, k - pc)
+        add = 1 if (pc > 0 or beta != 0) else 0
+        for ic in range(0, m, MC):
+            ie = min(m, ic + MC)
+            for jr in range(0, n, NR):
+                cols = min(NR, n - jr)
+                boff = (jr // NR) * k * NR + pc * NR
+                for ir in range(ic, ie, MR):
+                    _micro(min(MR, ie - ir), a, ir * lda + pc, lda, bp, boff, c, ir * ldc + jr, ldc, kb, cols, add)
+
+
+llb.add_symbol(SYMBOL, _gemm_c.address)
+
+
+@intrinsic
+def _call(typingctx, a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, n, beta):
+    for arr in (a, bp, c):
+        if not isinstance(arr, types.Array) or arr.dtype != types.float32 or arr.layout != "C":
+            return None
+    sig = types.void(a, types.intp, types.intp, bp, types.intp, types.intp, c, types.intp, types.intp, types.intp,
+                     types.intp, types.float32)
+
+    def codegen(context, builder, signature, args):
+        va, a_off_, lda_, vb, b_off_, k_, vc, c_off_, ldc_, m_, n_, beta_ = args
+        fp = _f32.as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [fp, _i64, fp, _i64, fp, _i64, _i64, _i64, _f32]), SYMBOL)
+        pa = _ptr(context, builder, signature.args[0], va, a_off_)
+        pb = _ptr(context, builder, signature.args[3], vb, b_off_)
+        pc = _ptr(context, builder, signature.args[6], vc, c_off_)
+        builder.call(fn, [pa, lda_, pb, k_, pc, ldc_, m_, n_, beta_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**OPTS)
+def sgemm_pk(a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, c0, n, beta):
+    """C[m x n] = A[m x k] @ B[:, c0:c0 + n] + beta * C on row-major blocks of flat-indexed
+    C-contiguous float32 arrays (A at element a_off, row stride lda; C at c_off, row stride ldc), B
+    packed by `pack` at element b_off of `bp`. c0 must be a multiple of NR."""
+    if m <= 0 or n <= 0:
+        return
+    _call(a, a_off, lda, bp, b_off + (c0 // NR) * k * NR, k, c, c_off, ldc, m, n, beta)
