@@ -7,7 +7,11 @@ Storage kinds:
 - ("input", k):  the k-th graph input array, read only;
 - ("output", k): the k-th output array handed to the generated code;
 - ("arena", off): `arena[n*off : n*(off + per_sample)]`;
-- ("alias", name): a view of another value's storage (RESHAPE moves no data).
+- ("alias", name): a view of another value's storage (RESHAPE moves no data);
+- ("slice", (name, offset)): channels offset.. of value `name`, the output of a concatenation along
+  the last axis: the node that makes this value writes it straight into the concatenation's buffer
+  (rows of the concatenation's width), and the concatenation copies nothing for it. Only for values
+  the concatenation alone reads, made by nodes the backend can write so (`slice_ok`).
 """
 from __future__ import annotations
 
@@ -75,10 +79,37 @@ class _Arena:
         self.free = merged
 
 
+def _slices(g: Graph, values: dict, taken: set, slice_ok: Callable[[Node], bool]) -> dict[str, tuple[str, int]]:
+    """Values that can be written into their concatenation's buffer: value -> (concat output, offset).
+    `taken`: values whose storage is fixed already (graph inputs and outputs, reshape views)."""
+    uses: dict[str, int] = {}
+    for n in g.nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    for o in g.outputs:
+        uses[o] = uses.get(o, 0) + 1
+    producer = {n.out.name: n for n in g.nodes}
+    res: dict[str, tuple[str, int]] = {}
+    for n in g.nodes:
+        rank = len(n.out.shape)
+        if n.op is not Op.CONCAT or n.attr("axis") % rank != rank - 1:
+            continue
+        off = 0
+        for i in n.inputs:
+            p = producer.get(i)
+            if (p is not None and uses.get(i) == 1 and i not in taken and p.op not in (Op.RESHAPE, Op.CONCAT)
+                    and len(values[i].shape) == rank and slice_ok(p)):
+                res[i] = (n.out.name, off)
+            off += int(values[i].shape[-1])
+    return res
+
+
 def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = None,
-                in_place_ok: Callable[[Node], bool] | None = None) -> Plan:
+                in_place_ok: Callable[[Node], bool] | None = None,
+                slice_ok: Callable[[Node], bool] | None = None) -> Plan:
     """Assign storage to every value of `g`; `scratch_size(node, values)` is the backend's per-sample
-    scratch need of a node; `in_place_ok(node)` says whether it may write over its first input."""
+    scratch need of a node; `in_place_ok(node)` says whether it may write over its first input;
+    `slice_ok(node)` whether it can write its output into a concatenation's buffer."""
     plan = Plan()
     values = g.values()
     inputs = {v.name: k for k, v in enumerate(g.inputs)}
@@ -95,6 +126,7 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
             plan.storage[n.out.name] = ("alias", n.inputs[0])
             if n.out.name in out_index:
                 plan.output_copies.append((out_index.pop(n.out.name), n.out.name))
+    slices = _slices(g, values, set(plan.storage) | set(g.outputs), slice_ok) if slice_ok else {}
     # last use of every storage root
     last: dict[str, int] = {}
     for idx, n in enumerate(g.nodes):
@@ -105,12 +137,28 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
         last[plan.root(o)] = len(g.nodes)
     arena = _Arena()
     live: dict[str, tuple[int, int]] = {}
+
+    def allocate(name: str) -> None:
+        if name in out_index:
+            plan.storage[name] = ("output", out_index[name])
+        else:
+            off = arena.alloc(values[name].per_sample())
+            live[name] = (off, values[name].per_sample())
+            plan.storage[name] = ("arena", off)
+
     for idx, n in enumerate(g.nodes):
         name = n.out.name
-        if name in plan.storage:  # alias
+        if plan.storage.get(name, ("",))[0] == "alias":
             continue
         size = values[name].per_sample()
-        if name in out_index:
+        if name in slices:
+            parent, off = slices[name]
+            if parent not in plan.storage:  # the first part made: the concatenation's buffer from here on
+                allocate(parent)
+            plan.storage[name] = ("slice", (parent, off))
+        elif name in plan.storage:  # a concatenation whose buffer its parts made
+            pass
+        elif name in out_index:
             plan.storage[name] = ("output", out_index[name])
         else:
             main = plan.root(n.inputs[0]) if n.inputs and n.inputs[0] in values else None

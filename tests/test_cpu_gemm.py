@@ -96,21 +96,24 @@ def test_tilings_match_keras(threads, tmp_path, cache_dir):
 
 
 def _winograd_model():
-    """3x3 stride-1 convs that take the Winograd path (>= 16 input channels, >= 100 output pixels):
-    odd and even output sizes, 'valid' and 'same' padding (tiles over the border), a fused residual,
-    folded BatchNormalization and activation; and one below the pixel threshold (im2col path)."""
+    """3x3 stride-1 convs that take the Winograd path (>= 64 input channels, saving >= 1.5x the
+    multiplications): odd and even output sizes, 'valid' and 'same' padding (tiles over the border),
+    a fused residual, folded BatchNormalization and activation; and two that take im2col: a 3x3
+    output (saves 1.27x) and one with 24 input channels."""
     k = keras()
     L = k.layers
-    x = k.Input((13, 12, 16), name="img")
-    a = L.Conv2D(24, 3, padding="same", name="same_odd")(x)                    # 13x12: odd rows
+    x = k.Input((13, 12, 64), name="img")
+    a = L.Conv2D(64, 3, padding="same", name="same_odd")(x)                    # 13x12: odd rows
     a = L.BatchNormalization(name="bn")(a)
     a = L.Activation("relu")(a)
-    b = L.Conv2D(24, 3, padding="same", use_bias=False, name="residual")(a)
+    b = L.Conv2D(64, 3, padding="same", use_bias=False, name="residual")(a)
     b = L.Add()([a, b])
     b = L.Activation("swish")(b)
-    c = L.Conv2D(20, 3, padding="valid", activation="relu", name="valid")(b)   # 11x10
-    d = L.Conv2D(17, 3, padding="valid", name="valid_odd")(c)                  # 9x8: below 100 pixels
-    return k.Model(x, [b, c, d], name="winograd")
+    c = L.Conv2D(64, 3, padding="valid", activation="relu", name="valid")(b)   # 11x10
+    d = L.Conv2D(17, 3, padding="valid", name="valid_odd")(c)                  # 9x8
+    e = L.Conv2D(17, 3, padding="valid", name="tiny")(L.Cropping2D(((0, 6), (0, 5)))(c))  # 3x3
+    f = L.Conv2D(8, 3, padding="same", name="few_channels")(L.Conv2D(24, 1)(x))
+    return k.Model(x, [b, c, d, e, f], name="winograd")
 
 
 def test_winograd_convs_match_keras(tmp_path, cache_dir):
@@ -121,10 +124,10 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     run = src[:src.index("_profiled(")]
-    assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 3  # the three convs of >= 100 pixels
+    assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 4  # not `tiny` nor `few_channels`
     rng = np.random.default_rng(0)
     for n in (1, 3):
-        x = rng.standard_normal((n, 13, 12, 16)).astype(np.float32)
+        x = rng.standard_normal((n, 13, 12, 64)).astype(np.float32)
         for got, ref in zip(cm.predict(x), m(x)):
             ref = np.asarray(ref)
             np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
@@ -152,3 +155,52 @@ def test_zero_padding_folds_into_the_convs_that_read_it(tmp_path, cache_dir):
     xs = np.random.default_rng(1).standard_normal((2, 15, 14, 8)).astype(np.float32)
     for got, ref in zip(cm.predict(xs), m(xs)):
         np.testing.assert_allclose(got, np.asarray(ref), atol=1e-4, rtol=0)
+
+
+def test_concatenated_convs_write_into_the_concatenation(tmp_path, cache_dir):
+    """Convs and dense layers read only by a channel concatenation write their rows straight into its
+    buffer (plan.py "slice" storage): Inception / SqueezeNet branches, a Winograd conv among them, one
+    concatenation a graph output. Values also read elsewhere, pooled branches, and a concatenation
+    along another axis are copied as before. Same numbers as Keras at batch 1 and 3, 1 and 2 threads."""
+    from kerasjit.compiler.codegen.cpu import CpuCodegen
+    from kerasjit.compiler.ir import Op
+    from layer_check import graph_of
+    k = keras()
+    L = k.layers
+    x = k.Input((10, 9, 64), name="img")
+    s = L.Conv2D(16, 1, activation="relu", name="squeeze")(x)
+    e1 = L.Conv2D(40, 1, activation="relu", name="expand1")(s)
+    e3 = L.Conv2D(72, 3, padding="same", name="expand3")(s)
+    w3 = L.Conv2D(48, 3, padding="same", activation="relu", name="wino")(x)
+    fire = L.Concatenate(name="fire")([e1, e3, w3])                      # all three written in place
+    shared = L.Conv2D(8, 1, name="shared")(fire)                         # also read by `side`
+    pooled = L.MaxPooling2D(3, strides=1, padding="same")(fire)
+    mixed = L.Concatenate(name="mixed")([shared, pooled, L.Conv2D(5, 3, padding="same", name="c5")(fire)])
+    side = L.Activation("tanh")(shared)
+    rows = L.Concatenate(axis=1, name="rows")([L.Conv2D(4, 1, name="r1")(mixed), L.Conv2D(4, 1, name="r2")(mixed)])
+    flat = L.Flatten()(mixed)
+    head = L.Concatenate(name="head")([L.Dense(7, name="d1")(flat), L.Dense(9, activation="relu", name="d2")(flat)])
+    m = k.Model(x, [fire, side, rows, head], name="concat_in_place")
+    path, _ = save(m, tmp_path, "keras")
+    g = graph_of((path,))
+    plan = CpuCodegen(g).plan
+    layer = {n.out.name: n.layer for n in g.nodes}
+    sliced = {layer[v]: where for v, (kind, where) in plan.storage.items() if kind == "slice"}
+    concat = {n.layer: n.out.name for n in g.nodes if n.op is Op.CONCAT}
+    assert {name: parent for name, (parent, _) in sliced.items()} == {
+        "expand1": concat["fire"], "expand3": concat["fire"], "wino": concat["fire"],
+        "c5": concat["mixed"], "d1": concat["head"], "d2": concat["head"]}
+    assert [sliced[n][1] for n in ("expand1", "expand3", "wino", "c5", "d1", "d2")] == [0, 40, 112, 8 + 160, 0, 7]
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    rng = np.random.default_rng(3)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            for n in (1, 3):
+                xs = rng.standard_normal((n, 10, 9, 64)).astype(np.float32)
+                for got, ref in zip(cm.predict(xs), m(xs)):
+                    ref = np.asarray(ref)
+                    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    finally:
+        numba.set_num_threads(before)

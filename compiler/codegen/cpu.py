@@ -41,7 +41,8 @@ class CpuCodegen:
         self.g = g
         self.values = g.values()
         self.state_slots = state_layout(g)  # stateful node -> (offset, size) in the state buffer
-        self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok)
+        self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok,
+                                slice_ok=self.slice_ok)
         self.blob = Blob()
         self.c = Constants()
         self.kernels: dict[str, str] = {}   # kernel body (name-free) -> function name
@@ -49,6 +50,7 @@ class CpuCodegen:
         self.drivers: dict[tuple, str] = {}  # (kind, driver body) -> function name (cpu_fused.py)
         self.body = IndentedBuffer()
         self.var: dict[str, str] = {}
+        self.nvar = 0
 
     # ------------------------------------------------------------------ helpers for emitters
     def shape(self, name: str) -> tuple:
@@ -100,6 +102,19 @@ class CpuCodegen:
             tiles = ((n.out.shape[1] + 1) // 2) * ((n.out.shape[2] + 1) // 2)
             return max(16 * (cig + co) * tiles, pixels * taps * cig)
         return pixels * taps * cig + (pixels * (co // groups) if groups > 1 else 0)
+
+    def slice_ok(self, n: Node) -> bool:
+        """Whether the node's code can write its output into a concatenation's buffer: the fused GEMM
+        and Winograd drivers (cpu_fused.py) take a row stride and a first column."""
+        if len(n.inputs) < 2 or n.inputs[1] not in self.g.params or not cpu_fused.operands_fit(self, n):
+            return False
+        w = self.g.params[n.inputs[1]].shape
+        if n.op is Op.MATMUL:
+            return len(w) == 2
+        if n.op is Op.CONV:
+            return (len(w) == 4 and len(n.out.shape) == 4 and n.attr("groups", 1) == 1
+                    and not _is_depthwise(n, self.shape(n.inputs[0]), w))
+        return False
 
     def in_place_ok(self, n: Node) -> bool:
         main = n.inputs[0]
@@ -155,9 +170,12 @@ class CpuCodegen:
     def define(self, name: str) -> str:
         """Bind the Python variable of value `name` to its planned storage."""
         kind, where = self.plan.storage[name]
+        if kind == "slice":  # written into the concatenation's buffer by its node (cpu_fused._output)
+            return self.ref(where[0])
         v = self.values[name]
         dims = ", ".join(["n"] + [str(d) for d in v.shape[1:]])
-        var = f"v{len(self.var)}"
+        var = f"v{self.nvar}"
+        self.nvar += 1
         if kind == "input":
             expr = f"in{where}"
         elif kind == "output":
@@ -184,6 +202,7 @@ class CpuCodegen:
         idx = -1
         for k, part in enumerate(parts):
             self.var = {}  # every part binds the values it uses to their storage anew
+            self.nvar = 0
             self.body.line(JIT)
             self.body.line(f"def _run{k}({args}):")
             with self.body.indent():
@@ -195,7 +214,7 @@ class CpuCodegen:
                     # built again, re-saved, retrained) is the same code, compiled once; the manifest's
                     # `nodes` (and graph.txt) name the layers of node k
                     self.line(f"# node {idx}: {node.op.label}")
-                    out = self.define(node.out.name)
+                    out = self.ref(node.out.name)  # bound already if its parts wrote into it
                     emit = EMITTERS.get(node.op)
                     if emit is None:
                         raise CompileError(f"the CPU backend has no emitter for {node.op.label} (layer {node.layer!r})")
@@ -256,17 +275,22 @@ def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
 
 #: Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs with at least this many input channels (fewer:
 #: the transforms cost more than the multiplications they save; a network's first layer) ...
-WINOGRAD_MIN_CIN = 16
-#: ... and at least this many output pixels per sample (fewer: the 16 transformed kernels, 1.8x the
-#: weights, stream from memory for too few tiles; ResNet50's 7x7 stage at batch 1)
-WINOGRAD_MIN_PIXELS = 100
+WINOGRAD_MIN_CIN = 64
+#: ... when it saves at least this factor of multiplications: 16 per 2x2 tile of the output against 9
+#: per pixel, so odd and tiny outputs save less (3x3: 1.27x, 5x5: 1.56x, 7x7: 1.72x, even: 2.25x).
+#: With the transformed kernels packed (kernels/cpu/packed.py) ResNet50's 7x7 stage at batch 1 gains
+#: (1.19 -> 0.92 ms per conv on 2 Zen 4 cores).
+WINOGRAD_MIN_SAVING = 1.5
 
 
 def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:
-    return (len(w) == 4 and tuple(w[:2]) == (3, 3) and n.attr("groups", 1) == 1
+    if not (len(w) == 4 and tuple(w[:2]) == (3, 3) and n.attr("groups", 1) == 1
             and tuple(n.attr("strides")) == (1, 1) and tuple(n.attr("dilation")) == (1, 1)
-            and w[2] >= WINOGRAD_MIN_CIN and len(n.out.shape) == 4
-            and int(n.out.shape[1]) * int(n.out.shape[2]) >= WINOGRAD_MIN_PIXELS)
+            and w[2] >= WINOGRAD_MIN_CIN and len(n.out.shape) == 4):
+        return False
+    oh, ow = int(n.out.shape[1]), int(n.out.shape[2])
+    tiles = ((oh + 1) // 2) * ((ow + 1) // 2)
+    return 9 * oh * ow >= WINOGRAD_MIN_SAVING * 16 * tiles
 
 
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
@@ -323,9 +347,17 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
     elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
         return
     else:
+        _not_a_slice(cg, node)
         packed = w.reshape(-1, groups, co // groups).transpose(1, 0, 2)
         cg.line(f"_conv.conv2d({xv}, {cg.weight(f'{wname}@gemm', packed)}, {ov}, {geometry}, {scratch})")
     _epilogue(cg, node, out)
+
+
+def _not_a_slice(cg: CpuCodegen, node: Node) -> None:
+    """The unfused paths write whole buffers: reaching one with a "slice" output is a planner bug."""
+    if cg.plan.storage[node.out.name][0] == "slice":
+        raise CompileError(f"internal: {node} was planned to write into a concatenation, "
+                           "but its fused driver could not be used")
 
 
 def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
@@ -365,6 +397,7 @@ def emit_matmul(cg: CpuCodegen, node: Node, out: str) -> None:
     r = "n" if rows == 1 else f"n * {rows}"
     if cpu_fused.emit_gemm(cg, node, out, f"{cg.ref(x)}.reshape(({r}, {k}))", wname, cg.g.params[wname], None):
         return
+    _not_a_slice(cg, node)
     cg.line(f"_conv.matmul({cg.ref(x)}.reshape(({r}, {k})), {cg.ref(wname)}, {out}.reshape(({r}, {m})))")
     _epilogue(cg, node, out)
 

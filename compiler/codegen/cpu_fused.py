@@ -32,8 +32,8 @@ def _three(shape: tuple) -> tuple[tuple, tuple, tuple]:
     return (0,), tuple(range(1, r - 1)), (r - 1,)
 
 
-def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, bool, bool]]] | None:
-    """(3D view expression, broadcast flags) of each epilogue operand, or None if one does not fit."""
+def _operand_views(cg: "CpuCodegen", node: Node) -> list[tuple[str, str, tuple[bool, bool, bool]]] | None:
+    """(value, 3D view dims, broadcast flags) of each epilogue operand, or None if one does not fit."""
     out = node.out.shape
     groups = _three(out)
     res = []
@@ -64,8 +64,35 @@ def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, b
                 for a in grp:
                     size *= int(padded[a])
                 dims.append(str(size))
-        res.append((f"{cg.ref(name)}.reshape(({', '.join(dims)}))", tuple(flags)))
+        res.append((name, ", ".join(dims), tuple(flags)))
     return res
+
+
+def operands_fit(cg: "CpuCodegen", node: Node) -> bool:
+    """Whether the fused drivers can take the node's epilogue operands (no code is emitted)."""
+    return _operand_views(cg, node) is not None
+
+
+def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, bool, bool]]] | None:
+    """(3D view expression, broadcast flags) of each epilogue operand, or None if one does not fit."""
+    views = _operand_views(cg, node)
+    if views is None:
+        return None
+    return [(f"{cg.ref(name)}.reshape(({dims}))", flags) for name, dims, flags in views]
+
+
+def _output(cg: "CpuCodegen", node: Node, out: str) -> tuple[str, int, int]:
+    """(the output as a (batch, pixels, width) view, channels, first channel): the node's own buffer,
+    or the buffer of the concatenation it is a slice of (plan.py's "slice" storage)."""
+    shape = node.out.shape
+    middle = 1
+    for d in shape[1:-1]:
+        middle *= int(d)
+    kind, where = cg.plan.storage[node.out.name]
+    if kind == "slice":
+        parent, off = where
+        return f"{cg.ref(parent)}.reshape((n, {middle}, {cg.shape(parent)[-1]}))", int(shape[-1]), int(off)
+    return f"{out}.reshape((n, {middle}, {shape[-1]}))", int(shape[-1]), 0
 
 
 def _epilogue_lines(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer, main: str,
@@ -86,8 +113,9 @@ def _epilogue_lines(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: Inden
 
 
 def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: IndentedBuffer,
-                  cols: tuple[str, str] = ("0", "C")) -> None:
-    """Apply the epilogue to rows r0..r1 (columns cols[0]..cols[1]) of `o2`, in place.
+                  cols: tuple[str, str] = ("0", "C"), at: str = "0") -> None:
+    """Apply the epilogue to rows r0..r1 (columns cols[0]..cols[1] of the node's output, stored from
+    column `at` of `o2` on), in place.
 
     The column index is unsigned (`uc0 + c`, c over an unsigned range): numba checks signed indices
     for negative values, and on `for c in range(c0, c1)` that check keeps LLVM from vectorizing the
@@ -96,6 +124,7 @@ def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: Indente
         return
     c0, c1 = cols
     buf.line(f"uc0 = np.uint64({c0})")
+    buf.line(f"uo = np.uint64({at} + {c0})")
     buf.line(f"ncol = np.uint64({c1} - {c0})")
     buf.line("for r in range(r0, r1):")
     with buf.indent():
@@ -103,7 +132,7 @@ def _row_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple], buf: Indente
         buf.line("m = r - b * M")
         buf.line("for c in range(ncol):")
         with buf.indent():
-            _epilogue_lines(cg, node, flags, buf, "o2[r, uc0 + c]", "uc0 + c")
+            _epilogue_lines(cg, node, flags, buf, "o2[r, uo + c]", "uc0 + c")
 
 
 def _define(cg: "CpuCodegen", kind: str, node: Node, flags: list[tuple], build) -> str:
@@ -153,12 +182,13 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
     kind = "conv" if im2col else "gemm"
 
     def build(buf: IndentedBuffer) -> None:
-        head = "x, w, K, o3, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col else "x2, w, K, o3, nt"
+        head = ("x, w, K, o3, C, co, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col
+                else "x2, w, K, o3, C, co, nt")
         buf.line(f"def {{name}}({head}{args}):")
         with buf.indent():
-            buf.line("N, M, C = o3.shape")
+            buf.line("N, M, LD = o3.shape")
             buf.line("rows = N * M")
-            buf.line("o2 = o3.reshape((rows, C))")
+            buf.line("o2 = o3.reshape((rows, LD))")
             buf.line("rchunk, cchunk = _gemm.tiles(rows, K, C, nt)")
             buf.line("rt = (rows + rchunk - 1) // rchunk")
             buf.line("ct = (C + cchunk - 1) // cchunk")
@@ -182,22 +212,18 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
                     with b.indent():
                         b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, "
                                "a[r0 * K:r1 * K].reshape((r1 - r0, K)))")
-                b.line("_pk.sgemm_pk(a, r0 * K, K, w, 0, K, o2, r0 * C + c0, C, r1 - r0, c0, c1 - c0, _F0)")
-                _row_epilogue(cg, node, flags, b, ("c0", "c1"))
+                b.line("_pk.sgemm_pk(a, r0 * K, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
+                _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)
-    shape = node.out.shape
-    middle = 1
-    for d in shape[1:-1]:
-        middle *= int(d)
-    o3 = f"{out}.reshape((n, {middle}, {shape[-1]}))"
+    o3, cc, co = _output(cg, node, out)
     opargs = "".join(f", {e}" for e, _ in ops)
     if im2col:
         x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch = im2col
-        cg.line(f"{name}({x}, {wv}, {kdim}, {o3}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
+        cg.line(f"{name}({x}, {wv}, {kdim}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
                 f"{scratch}{opargs})")
     else:
-        cg.line(f"{name}({x2}, {wv}, {kdim}, {o3}, nt{opargs})")
+        cg.line(f"{name}({x2}, {wv}, {kdim}, {o3}, {cc}, {co}, nt{opargs})")
     return True
 
 
@@ -247,14 +273,14 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
     args = "".join(f", a{k}" for k in range(len(ops)))
 
     def build(buf: IndentedBuffer) -> None:
-        buf.line(f"def {{name}}(x, u, per, o3, nt, oh, ow, pt, pl, scratch{args}):")
+        buf.line(f"def {{name}}(x, u, per, o3, C, co, nt, oh, ow, pt, pl, scratch{args}):")
         with buf.indent():
-            buf.line("N, M, C = o3.shape")
+            buf.line("N, M, LD = o3.shape")
             buf.line("CI = x.shape[3]")
             buf.line("th = (oh + 1) // 2")
             buf.line("tw = (ow + 1) // 2")
             buf.line("T = N * th * tw")
-            buf.line("o2 = o3.reshape((N * M, C))")
+            buf.line("o2 = o3.reshape((N * M, LD))")
             buf.line("chunk = _wino.tile_chunk(T, CI, C, nt)")
             buf.line("tasks = (T + chunk - 1) // chunk")
 
@@ -288,15 +314,15 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
                         b.line("r = b * M + m")
                         b.line("for c in range(C):")
                         with b.indent():
-                            b.line(f"o2[r, c] = ys[{2 * dy + dx}, c]")
+                            b.line(f"o2[r, co + c] = ys[{2 * dy + dx}, c]")
                             if node.epilogue:
-                                _epilogue_lines(cg, node, flags, b, "o2[r, c]")
+                                _epilogue_lines(cg, node, flags, b, "o2[r, co + c]")
                         if cond:
                             b.level -= 1
             _tasks(buf, task)
     name = _define(cg, "wino", node, flags, build)
     shape = node.out.shape
-    o3 = f"{out}.reshape((n, {int(shape[1]) * int(shape[2])}, {shape[-1]}))"
+    o3, cc, co = _output(cg, node, out)
     opargs = "".join(f", {e}" for e, _ in ops)
-    cg.line(f"{name}({x}, {u}, {per}, {o3}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
+    cg.line(f"{name}({x}, {u}, {per}, {o3}, {cc}, {co}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
     return True

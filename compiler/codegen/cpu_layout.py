@@ -87,5 +87,7 @@ def emit_concat(cg: "CpuCodegen", node: Node, out: str) -> None:
     off = 0
     for i in node.inputs:
         xs = cg.shape(i)
-        copy(cg, cg.ref(i), xs, 0, _row_major(xs), out, ys, off * d_str[axis], d_str, xs)
+        kind, where = cg.plan.storage[i]
+        if not (kind == "slice" and where[0] == node.out.name):  # else its node wrote it in place
+            copy(cg, cg.ref(i), xs, 0, _row_major(xs), out, ys, off * d_str[axis], d_str, xs)
         off += xs[axis]

@@ -13,7 +13,7 @@ from .conv import FMA_OPTS, OPTS
 #: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads. Large: BLAS
 #: packs the weights again for every call, so fewer, bigger calls win (measured on 2 Zen 4 cores:
 #: 256 KiB tasks made ResNet50 1.5x slower than one task per thread).
-TASK_BYTES = 1 << 23
+TASK_BYTES = 1 << 18
 
 
 @njit(**OPTS)

@@ -29,7 +29,7 @@ def transform_weights(w: np.ndarray) -> np.ndarray:
 
 #: bytes of V and M (scratch) one task should use: BLAS packs U again on each call, so not too few
 #: tiles per call; the task's V and M stay in the L2 / L3 caches
-TASK_BYTES = 1 << 21
+TASK_BYTES = 1 << 18
 
 
 @njit(**OPTS)
