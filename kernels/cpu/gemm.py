@@ -1,8 +1,8 @@
 """Building blocks of the fused, parallel CPU drivers that the codegen generates for conv and dense.
 
-The generated driver splits the output rows into tasks run with `prange`; each task builds its im2col
-rows (`im2col_rows`), multiplies them with BLAS (`np.dot`, pinned to one thread: parallelism is
-numba's), and applies the epilogue while the rows are still in cache. Depthwise convolutions go row
+The generated driver splits the output into tasks run with `prange`; each task builds its im2col rows
+(`im2col_rows`), multiplies them with the GEMM on packed weights (packed.py; single-threaded: the
+parallelism is numba's), and applies the epilogue while the rows are still in cache. Depthwise convolutions go row
 by row (`depthwise_row`), also with the epilogue fused after each row.
 """
 import numpy as np
@@ -10,9 +10,10 @@ from numba import njit, prange
 
 from .conv import FMA_OPTS, OPTS
 
-#: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads. Large: BLAS
-#: packs the weights again for every call, so fewer, bigger calls win (measured on 2 Zen 4 cores:
-#: 256 KiB tasks made ResNet50 1.5x slower than one task per thread).
+#: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads: a task's im2col
+#: rows then stay in L2 between being built and multiplied. (With OpenBLAS, which packs the weights
+#: again on every call, it had to be 8 MiB; against weights packed once, 256 KiB took Inception v3
+#: at batch 16 from 923 to 894 ms on 2 Zen 4 cores, its 147x147 convs from 132-164 to 165-188 GFLOP/s.)
 TASK_BYTES = 1 << 18
 
 
