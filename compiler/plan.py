@@ -142,15 +142,23 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
         if name in out_index:
             plan.storage[name] = ("output", out_index[name])
         else:
-            off = arena.alloc(values[name].per_sample())
-            live[name] = (off, values[name].per_sample())
-            plan.storage[name] = ("arena", off)
+            size = values[name].per_sample()
+            live[name] = (arena.alloc(size), size)
+            plan.storage[name] = ("arena", live[name][0])
+
+    def in_place(n: Node, idx: int) -> str | None:
+        """The root of n's first input when n can write over it (its last use, same size), else None."""
+        main = plan.root(n.inputs[0]) if n.inputs and n.inputs[0] in values else None
+        if (main in live and last.get(main) == idx and in_place_ok is not None and in_place_ok(n)
+                and values[main].per_sample() == values[n.out.name].per_sample()
+                and sum(1 for i in n.inputs if i in values and plan.root(i) == main) == 1):
+            return main
+        return None
 
     for idx, n in enumerate(g.nodes):
         name = n.out.name
         if plan.storage.get(name, ("",))[0] == "alias":
             continue
-        size = values[name].per_sample()
         if name in slices:
             parent, off = slices[name]
             if parent not in plan.storage:  # the first part made: the concatenation's buffer from here on
@@ -158,21 +166,12 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
             plan.storage[name] = ("slice", (parent, off))
         elif name in plan.storage:  # a concatenation whose buffer its parts made
             pass
-        elif name in out_index:
-            plan.storage[name] = ("output", out_index[name])
+        elif name not in out_index and (main := in_place(n, idx)) is not None:
+            live[name] = live.pop(main)
+            plan.storage[name] = ("arena", live[name][0])
+            plan.in_place.add(name)
         else:
-            main = plan.root(n.inputs[0]) if n.inputs and n.inputs[0] in values else None
-            if (main in live and last.get(main) == idx and in_place_ok is not None and in_place_ok(n)
-                    and values[main].per_sample() == size
-                    and sum(1 for i in n.inputs if i in values and plan.root(i) == main) == 1):
-                off, sz = live.pop(main)
-                live[name] = (off, sz)
-                plan.storage[name] = ("arena", off)
-                plan.in_place.add(name)
-            else:
-                off = arena.alloc(size)
-                live[name] = (off, size)
-                plan.storage[name] = ("arena", off)
+            allocate(name)
         need = scratch_size(n, values) if scratch_size else 0
         if need:
             off = arena.alloc(need)

@@ -22,6 +22,18 @@ def _gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
     sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)
 
 
+def _assert_block(c, c_before, a_block, b_block, beta):
+    """c equals c_before except in its block at rows 2.., columns 4.., which is
+    a_block @ b_block + beta * (that block of c_before), computed in float64."""
+    m, n = a_block.shape[0], b_block.shape[1]
+    ref = c_before.astype(np.float64)
+    ref[2:2 + m, 4:4 + n] = a_block.astype(np.float64) @ b_block + beta * c_before[2:2 + m, 4:4 + n]
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
+    outside = np.ones(c.shape, bool)
+    outside[2:2 + m, 4:4 + n] = False
+    assert (c[outside] == c_before[outside]).all()
+
+
 @pytest.mark.parametrize("m,n,k", [(2, 256, 1), (3, 300, 7), (4, 256, 8), (9, 640, 384), (16, 500, 129),
                                    (17, 300, 20), (5, 255, 13)])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
@@ -34,13 +46,7 @@ def test_sgemm_blocks_few_rows_many_columns(m, n, k, beta):
     c = rng.standard_normal((m + 4, n + 11)).astype(np.float32)
     c0 = c.copy()
     _gemm(a, (k + 5) + 2, k + 5, b, (n + 9) + 3, n + 9, c, 2 * (n + 11) + 4, n + 11, m, n, k, np.float32(beta))
-    ref = c0.astype(np.float64)
-    ref[2:2 + m, 4:4 + n] = (a[1:1 + m, 2:2 + k].astype(np.float64) @ b[1:1 + k, 3:3 + n]
-                             + beta * c0[2:2 + m, 4:4 + n])
-    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
-    outside = np.ones(c.shape, bool)
-    outside[2:2 + m, 4:4 + n] = False
-    assert (c[outside] == c0[outside]).all()
+    _assert_block(c, c0, a[1:1 + m, 2:2 + k], b[1:1 + k, 3:3 + n], beta)
 
 
 def test_sgemm_few_rows_when_the_last_row_is_short():
@@ -80,13 +86,7 @@ def test_packed_gemm_blocks(m, k, n, c0, beta):
     c = rng.standard_normal((m + 4, n + 11)).astype(np.float32)
     c_before = c.copy()
     _gemm_pk(a, (k + 5) + 2, k + 5, bp, pad, k, c, 2 * (n + 11) + 4, n + 11, m, c0, n, np.float32(beta))
-    ref = c_before.astype(np.float64)
-    ref[2:2 + m, 4:4 + n] = (a[1:1 + m, 2:2 + k].astype(np.float64) @ w[:, c0:c0 + n]
-                             + beta * c_before[2:2 + m, 4:4 + n])
-    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-4)
-    outside = np.ones(c.shape, bool)
-    outside[2:2 + m, 4:4 + n] = False
-    assert (c[outside] == c_before[outside]).all()
+    _assert_block(c, c_before, a[1:1 + m, 2:2 + k], w[:, c0:c0 + n], beta)
 
 
 def test_packed_layout():

@@ -220,8 +220,8 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
     opargs = "".join(f", {e}" for e, _ in ops)
     if im2col:
         x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch = im2col
-        cg.line(f"{name}({x}, {wv}, {kdim}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, "
-                f"{scratch}{opargs})")
+        cg.line(f"{name}({x}, {wv}, {kdim}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, "
+                f"{pt}, {pl}, {scratch}{opargs})")
     else:
         cg.line(f"{name}({x2}, {wv}, {kdim}, {o3}, {cc}, {co}, nt{opargs})")
     return True
@@ -324,5 +324,6 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
     shape = node.out.shape
     o3, cc, co = _output(cg, node, out)
     opargs = "".join(f", {e}" for e, _ in ops)
-    cg.line(f"{name}({x}, {u}, {per}, {o3}, {cc}, {co}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, {scratch}{opargs})")
+    cg.line(f"{name}({x}, {u}, {per}, {o3}, {cc}, {co}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, "
+            f"{scratch}{opargs})")
     return True

@@ -2,8 +2,8 @@
 
 The generated driver splits the output into tasks run with `prange`; each task builds its im2col rows
 (`im2col_rows`), multiplies them with the GEMM on packed weights (packed.py; single-threaded: the
-parallelism is numba's), and applies the epilogue while the rows are still in cache. Depthwise convolutions go row
-by row (`depthwise_row`), also with the epilogue fused after each row.
+parallelism is numba's), and applies the epilogue while the rows are still in cache. Depthwise
+convolutions go row by row (`depthwise_row`), also with the epilogue fused after each row.
 """
 import numpy as np
 from numba import njit, prange
@@ -32,12 +32,11 @@ def row_chunk(rows, k, m, nt):
 def tiles(rows, k, m, nt):
     """(rows, columns) of the output tiles that a GEMM of `rows` x `k` by `k` x `m` is cut into for
     `nt` threads. Many rows: blocks of rows (`row_chunk`), all columns. Few rows (late layers of a
-    convnet at batch 1, dense layers): all rows, one block of columns per thread,
-    so that each thread streams only its share of the weights (a multiple of the packed panel width,
-    kernels/cpu/packed.py). Measured with OpenBLAS on 2 Zen 4
-    cores, columns win below ~64 rows per thread, and up to ~128 when the GEMM is deep and wide
-    (196 x 2304 x 256: 1.19 ms against 1.34), and lose on narrow or shallow ones (784 x 32 x 192:
-    0.21 ms against 0.065)."""
+    convnet at batch 1, dense layers): all rows, one block of columns per thread (a multiple of the
+    packed panel width, kernels/cpu/packed.py), so that each thread streams only its share of the
+    weights. Measured with OpenBLAS on 2 Zen 4 cores, columns win below ~64 rows per thread, and up
+    to ~128 when the GEMM is deep and wide (196 x 2304 x 256: 1.19 ms against 1.34), and lose on
+    narrow or shallow ones (784 x 32 x 192: 0.21 ms against 0.065)."""
     per_thread = -(-rows // max(1, nt))
     if nt > 1 and m >= 64 * nt and (per_thread < 64 or (per_thread < 128 and k >= 256 and m >= 128 * nt)):
         per = -(-m // nt)
