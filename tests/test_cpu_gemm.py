@@ -131,6 +131,19 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
         for got, ref in zip(cm.predict(x), m(x)):
             ref = np.asarray(ref)
             np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    # the four Winograd convs differ in geometry, not in array types: each driver of the generated
+    # module is compiled once, not once per layer's integer arguments (numba's literal types)
+    drivers = {name: f for name, f in vars(cm._module).items()
+               if re.fullmatch(r"_(wino|conv|gemm|dw|ew)\d+", name)}
+    assert any(name.startswith("_wino") for name in drivers)
+    assert {name: len(f.signatures) for name, f in drivers.items()} == {name: 1 for name in drivers}
+
+
+def test_unliteral_int_args_rewrites_call_arguments_only():
+    from kerasjit.compiler.codegen.cpu import unliteral_int_args
+    src = "def f(a, n):\n    g(a, 3, -2, (0, n, 7), x[4:5].reshape((n, 8)), True, 1.5)  # k(9)\n"
+    assert unliteral_int_args(src) == (
+        "def f(a, n):\n    g(a, _I(3), _I(-2), (_I(0), n, _I(7)), x[4:5].reshape((n, 8)), True, 1.5)  # k(9)\n")
 
 
 def test_zero_padding_folds_into_the_convs_that_read_it(tmp_path, cache_dir):

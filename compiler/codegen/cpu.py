@@ -8,6 +8,7 @@ A backend is the table `EMITTERS: op -> emitter`; everything else here is shared
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Callable
 
@@ -242,11 +243,48 @@ class CpuCodegen:
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
                 "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq, winograd as _wino, packed as _pk", "",
-                "_F0 = np.float32(0.0)", ""]
-        run = self.body.getvalue()
+                "_F0 = np.float32(0.0)", "_I = np.int64", ""]
+        run = unliteral_int_args(self.body.getvalue())
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
             run + "\n\n" + _profiled_twin(run)
         return Generated(src, self.blob, self.plan, sum(size for _, size in self.state_slots.values()))
+
+
+def unliteral_int_args(source: str) -> str:
+    """`source` with every integer constant passed to a call (alone or in a tuple) as `_I(k)`.
+
+    numba types a constant argument of a call between jitted functions as `Literal[int](k)` and
+    compiles the callee once per literal value, and again for every callee it passes the value on to:
+    ResNet50's one Winograd driver was compiled five times (once per geometry, ~3 s each) and the
+    generic drivers of cpu_fused.py were re-specialized per layer. `_I` (np.int64) gives the plain
+    int64 type, so a driver or kernel is compiled once per array types; LLVM still folds the value.
+    Array methods (`reshape`) keep their constants: their shapes are not passed on."""
+    tree = ast.parse(source)
+    spots: list[tuple[int, int, int]] = []
+
+    def take(arg: ast.expr) -> None:
+        if isinstance(arg, ast.UnaryOp) and isinstance(arg.op, ast.USub):
+            arg_c = arg.operand
+        else:
+            arg_c = arg
+        if isinstance(arg_c, ast.Constant) and type(arg_c.value) is int:
+            spots.append((arg.lineno, arg.col_offset, arg.end_col_offset))
+        elif isinstance(arg, ast.Tuple):
+            for e in arg.elts:
+                take(e)
+
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("reshape", "int64"):
+            continue
+        for arg in node.args:
+            take(arg)
+    lines = [ln.encode() for ln in source.split("\n")]  # ast's column offsets count UTF-8 bytes
+    for lineno, c0, c1 in sorted(spots, reverse=True):  # right to left keeps earlier offsets valid
+        ln = lines[lineno - 1]
+        lines[lineno - 1] = ln[:c0] + b"_I(" + ln[c0:c1] + b")" + ln[c1:]
+    return "\n".join(ln.decode() for ln in lines)
 
 
 def _profiled_twin(run_source: str) -> str:
