@@ -70,7 +70,8 @@ def _gemm_pk(a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, c0, n, beta):
 
 @pytest.mark.parametrize("m,k,n,c0", [(1, 1, 1, 0), (P.MR, 3, P.NR, 0), (P.MR + 1, 17, P.NR + 1, 0),
                                       (2 * P.MR - 1, P.KC + 3, 2 * P.NR - 5, 0), (49, 2 * P.KC, 70, P.NR),
-                                      (P.MC + 7, 40, 3 * P.NR, 2 * P.NR), (13, 100, 33, 0), (4, 0, 40, 0)])
+                                      (P.MC + 7, 40, 3 * P.NR, 2 * P.NR), (13, 100, 33, 0), (4, 0, 40, 0)]
+                         + [(m, P.KC + 44, P.NR + 13, 0) for m in range(2, P.MR)])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
 def test_packed_gemm_blocks(m, k, n, c0, beta):
     """A block of C = A @ B[:, c0:c0+n] + beta * C with B packed at an offset inside a larger array,

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv import FMA_OPTS, OPTS
+from .packed import MR
 
 #: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads: a task's im2col
 #: rows then stay in L2 between being built and multiplied. (With OpenBLAS, which packs the weights
@@ -20,12 +21,13 @@ TASK_BYTES = 1 << 18
 @njit(**OPTS)
 def row_chunk(rows, k, m, nt):
     """Rows per task for `nt` threads: one task per thread, or a multiple of `nt` tasks of at most
-    about TASK_BYTES of input and output rows each; a multiple of 8 rows."""
+    about TASK_BYTES of input and output rows each; a multiple of the GEMM's MR rows (packed.py), so
+    that only the last task runs a narrower micro-kernel."""
     nt = max(1, nt)
     per_thread = -(-rows // nt)
     rounds = max(1, -(-(4 * per_thread * (k + m)) // TASK_BYTES))
     per = -(-per_thread // rounds)
-    return max(8, (per + 7) // 8 * 8)
+    return max(MR, -(-per // MR) * MR)
 
 
 @njit(**OPTS)
