@@ -237,7 +237,7 @@ class CpuCodegen:
             for k in range(len(parts)):
                 self.line(f"_run{k}({args})")
             self.line("return 0")
-        head = ["import math", "import numpy as np", "from numba import njit, prange",
+        head = ["import math", "import numpy as np", "from numba import get_thread_id, njit, prange",
                 "from kerasjit.kernels.cpu import blas as _blas, gemm as _gemm",
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",

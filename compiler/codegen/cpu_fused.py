@@ -198,6 +198,10 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
                 buf.line("if ct > 1:  # column blocks share the rows: build them all first")
                 with buf.indent():
                     buf.line("_gemm.im2col_par(x, rows, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a, nt)")
+                # with more tasks than threads, a thread builds each task's rows in its own slot of
+                # the scratch (numba thread ids are 0..nt-1 inside prange), which stays in L2 from
+                # one task to the next, instead of writing all rows x K floats out to memory
+                buf.line("slots = ct == 1 and nt * rchunk <= rows")
             else:
                 buf.line("a = x2")
 
@@ -208,11 +212,17 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
                 b.line("c0 = (t - ri * ct) * cchunk")
                 b.line("c1 = min(C, c0 + cchunk)")
                 if im2col:
+                    b.line("ao = r0 * K")
+                    b.line("if slots:")
+                    with b.indent():
+                        b.line("ao = get_thread_id() * rchunk * K")
                     b.line("if ct == 1:")
                     with b.indent():
                         b.line("_gemm.im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, "
-                               "a[r0 * K:r1 * K].reshape((r1 - r0, K)))")
-                b.line("_pk.sgemm_pk(a, r0 * K, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
+                               "a[ao:ao + (r1 - r0) * K].reshape((r1 - r0, K)))")
+                else:
+                    b.line("ao = r0 * K")
+                b.line("_pk.sgemm_pk(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
                 _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)

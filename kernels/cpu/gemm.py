@@ -63,11 +63,17 @@ def im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, col):
     cf = col.reshape(-1)
     ucin = np.uint64(cin)
     run = np.uint64(kw * cin)
+    b = r0 // (oh * ow)  # (b, i, j) of row r, stepped along instead of divided out per row
+    i = (r0 - b * oh * ow) // ow
+    j = r0 - (b * oh + i) * ow - 1
     for r in range(r0, r1):
-        b = r // (oh * ow)
-        rem = r - b * oh * ow
-        i = rem // ow
-        j = rem - i * ow
+        j += 1
+        if j == ow:
+            j = 0
+            i += 1
+            if i == oh:
+                i = 0
+                b += 1
         drow = np.uint64((r - r0) * K)
         iw0 = j * sw - pl
         inside = dw == 1 and iw0 >= 0 and iw0 + kw <= wd
