@@ -316,9 +316,12 @@ def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
 WINOGRAD_MIN_CIN = 64
 #: ... when it saves at least this factor of multiplications: 16 per 2x2 tile of the output against 9
 #: per pixel, so odd and tiny outputs save less (3x3: 1.27x, 5x5: 1.56x, 7x7: 1.72x, even: 2.25x).
-#: With the transformed kernels packed (kernels/cpu/packed.py) ResNet50's 7x7 stage at batch 1 gains
-#: (1.19 -> 0.92 ms per conv on 2 Zen 4 cores).
-WINOGRAD_MIN_SAVING = 1.5
+#: The transformed kernels are 16/9 the size of the plain ones and every task of tiles reads them
+#: all, which at few tiles costs more than the multiplications saved: on 2 Xeon cores, ResNet50's
+#: 7x7 stage inside the network took 2.1 ms per conv with Winograd against 1.25 ms without (batch 1;
+#: batch 16 level), so the 7x7 outputs (1.72x) stay on the GEMM. (On 2 Zen 4 cores with 1.5 here
+#: they gained, 1.19 -> 0.92 ms.)
+WINOGRAD_MIN_SAVING = 1.8
 
 
 def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:

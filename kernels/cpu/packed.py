@@ -42,6 +42,11 @@ MR = 12 if _AVX512 else 3
 #: GFLOP/s per core against 170 with 512-deep slices)
 KC = 256
 MC = 96
+#: rows of the panel prefetched ahead of the micro-kernel's loads (2 KiB): the weights of a whole
+#: network do not stay in cache between calls, and a prefetch hides what the hardware streamers
+#: miss (ResNet50 on 2 Xeon cores: batch 1 34.4 -> 30.8 ms, batch 16 454 -> 431 ms; 8 to 32 rows
+#: ahead all help, 64 less)
+PF_AHEAD = 16
 #: the name the GEMM is registered under; change it when `_gemm_c`'s arguments change, so that
 #: cached drivers built against another version fail to link instead of calling it wrongly
 SYMBOL = f"kerasjit_sgemm_pk_v1_{NR}_{MR}_{VW}"
@@ -112,6 +117,12 @@ def _make_micro(mr: int):
                 p.add_incoming(zero, entry)
                 acc.append(p)
             brow = builder.gep(pb, [builder.mul(k, ir.Constant(_i64, NR))])
+            i8p = ir.IntType(8).as_pointer()
+            pf = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.VoidType(), [i8p, _i32, _i32, _i32]),
+                                                "llvm.prefetch.p0")
+            for h in range(0, NR, 16):
+                ahead = builder.bitcast(builder.gep(brow, [ir.Constant(_i64, PF_AHEAD * NR + h)]), i8p)
+                builder.call(pf, [ahead, ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
             bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(_i64, h * VW)]), vty), align=4)
                   for h in range(_NV)]
             new = []
