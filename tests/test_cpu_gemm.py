@@ -1,5 +1,5 @@
-"""The CPU backend's GEMM drivers: the BLAS call on sub-matrices, how a GEMM is cut into tiles for the
-threads, and whole models whose GEMMs take each tiling path, against Keras at 1 and 2 threads."""
+"""The CPU backend's GEMM drivers: how a GEMM is cut into tiles for the threads, and whole models
+whose GEMMs take each tiling path, against Keras at 1 and 2 threads."""
 import re
 
 import numba
@@ -7,38 +7,11 @@ import numpy as np
 import pytest
 
 import kerasjit
-from kerasjit.kernels.cpu.blas import sgemm
 from kerasjit.kernels.cpu.gemm import tiles
 from oracle import keras, save
 
 # one xdist worker runs this module (the same models in one worker: later tests reuse the compiled code)
 pytestmark = pytest.mark.xdist_group("cpu_gemm")
-
-
-@numba.njit(cache=False)
-def _block(a, b, c, r0, r1, c0, c1, beta):
-    m, k = a.shape
-    n = b.shape[1]
-    sgemm(a, r0 * k, k, b, c0, n, c, r0 * n + c0, n, r1 - r0, c1 - c0, k, beta)
-
-
-@pytest.mark.parametrize("m", [1, 2, 37])
-def test_sgemm_on_blocks(m):
-    """A block of rows and columns of C = A @ B (+ C with beta 1), nothing outside the block touched;
-    one row goes through GEMV."""
-    rng = np.random.default_rng(m)
-    a = rng.standard_normal((m, 70)).astype(np.float32)
-    b = rng.standard_normal((70, 90)).astype(np.float32)
-    ref = a.astype(np.float64) @ b.astype(np.float64)
-    r0, r1 = (0, 1) if m == 1 else (1, m - 1 if m > 2 else 2)
-    c = np.full((m, 90), 7.0, np.float32)
-    _block(a, b, c, r0, r1, 16, 80, np.float32(0))
-    np.testing.assert_allclose(c[r0:r1, 16:80], ref[r0:r1, 16:80], rtol=1e-5, atol=1e-4)
-    outside = np.ones_like(c, bool)
-    outside[r0:r1, 16:80] = False
-    assert (c[outside] == 7.0).all()
-    _block(a, b, c, r0, r1, 16, 80, np.float32(1))
-    np.testing.assert_allclose(c[r0:r1, 16:80], 2 * ref[r0:r1, 16:80], rtol=1e-5, atol=2e-4)
 
 
 @pytest.mark.parametrize("rows,k,m", [(1, 2048, 1000), (49, 4608, 512), (196, 2304, 256), (196, 64, 384),

@@ -1,7 +1,7 @@
 """CPU kernels with a fast path next to a general one, against float64 references computed with numpy:
-the GEMM on packed weights (every micro-kernel row count, partial panels, K slices), the skinny GEMM
-(few rows, many columns) behind `sgemm_skinny`, the 3x3 depthwise path, im2col on flat offsets, and the
-parallel softmax and mean. Each sweep crosses the boundary between the paths."""
+the GEMM on packed weights (every micro-kernel row count, partial panels, K slices), the 3x3
+depthwise path, im2col on flat offsets, and the parallel softmax and mean. Each sweep crosses the
+boundary between the paths."""
 import itertools
 
 import numba
@@ -10,16 +10,10 @@ import pytest
 
 from kerasjit.kernels.cpu import packed as P
 from kerasjit.kernels.cpu import reduce as R
-from kerasjit.kernels.cpu.blas import sgemm_skinny
 from kerasjit.kernels.cpu.conv import im2col
 from kerasjit.kernels.cpu.gemm import depthwise_row, im2col_rows
 
 pytestmark = pytest.mark.xdist_group("cpu_kernels")
-
-
-@numba.njit(cache=False)
-def _gemm(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta):
-    sgemm_skinny(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, m, n, k, beta)
 
 
 def _assert_block(c, c_before, a_block, b_block, beta):
@@ -32,35 +26,6 @@ def _assert_block(c, c_before, a_block, b_block, beta):
     outside = np.ones(c.shape, bool)
     outside[2:2 + m, 4:4 + n] = False
     assert (c[outside] == c_before[outside]).all()
-
-
-@pytest.mark.parametrize("m,n,k", [(2, 256, 1), (3, 300, 7), (4, 256, 8), (9, 640, 384), (16, 500, 129),
-                                   (17, 300, 20), (5, 255, 13)])
-@pytest.mark.parametrize("beta", [0.0, 1.0, 0.5])
-def test_sgemm_blocks_few_rows_many_columns(m, n, k, beta):
-    """A block of C = A @ B + beta * C at offsets inside larger arrays, by the skinny kernel (2-16 rows,
-    256+ columns) or BLAS (the others); nothing outside the block is touched."""
-    rng = np.random.default_rng(m * 1000 + n + k)
-    a = rng.standard_normal((m + 3, k + 5)).astype(np.float32)
-    b = rng.standard_normal((k + 2, n + 9)).astype(np.float32)
-    c = rng.standard_normal((m + 4, n + 11)).astype(np.float32)
-    c0 = c.copy()
-    _gemm(a, (k + 5) + 2, k + 5, b, (n + 9) + 3, n + 9, c, 2 * (n + 11) + 4, n + 11, m, n, k, np.float32(beta))
-    _assert_block(c, c0, a[1:1 + m, 2:2 + k], b[1:1 + k, 3:3 + n], beta)
-
-
-def test_sgemm_few_rows_when_the_last_row_is_short():
-    """C's last row ends inside a flat array shorter than a full row stride: still exact (the skinny
-    kernel views whole rows, so it hands such a call to BLAS)."""
-    rng = np.random.default_rng(0)
-    m, n, k, ldc = 3, 300, 16, 320
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    c = np.zeros((m - 1) * ldc + n, np.float32)
-    _gemm(a, 0, k, b, 0, n, c, 0, ldc, m, n, k, np.float32(0))
-    ref = a.astype(np.float64) @ b
-    for r in range(m):
-        np.testing.assert_allclose(c[r * ldc:r * ldc + n], ref[r], rtol=1e-5, atol=1e-4)
 
 
 @numba.njit(cache=False)

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import CompileError
+from ...kernels.cpu import packed as _packed
 from ..ir import Graph, Group, Node, Op
 from ..plan import Plan, plan_memory
 from . import cpu_fused
@@ -238,7 +239,7 @@ class CpuCodegen:
                 self.line(f"_run{k}({args})")
             self.line("return 0")
         head = ["import math", "import numpy as np", "from numba import get_thread_id, njit, prange",
-                "from kerasjit.kernels.cpu import blas as _blas, gemm as _gemm",
+                "from kerasjit.kernels.cpu import gemm as _gemm",
                 "from kerasjit.kernels.cpu import conv as _conv, pool as _pool, reduce as _reduce",
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
@@ -413,7 +414,7 @@ def emit_conv_transpose(cg: CpuCodegen, node: Node, out: str) -> None:
     cs = _lead((lo for lo, _ in node.attr("pads")), rank, 3, 0)
     geometry = ", ".join(str(v) for v in ks + ss + ds + cs)
     xv, ov = _spatial_view(cg.ref(x), cg.shape(x), 3), _spatial_view(out, node.out.shape, 3)
-    cg.line(f"_convt.conv_transpose3d_par({xv}, {cg.weight(f'{wname}@ct', packed)}, {ov}, {geometry}, "
+    cg.line(f"_convt.conv_transpose3d_par({xv}, {cg.weight(f'{wname}@ctpk', _packed.pack(packed))}, {ov}, {geometry}, "
             f"{cg.scratch(node)}, nt)")
     _epilogue(cg, node, out)
 

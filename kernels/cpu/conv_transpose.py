@@ -1,16 +1,16 @@
 """Transposed convolution on NDHWC data (1D and 2D ones are views with unit leading spatial dims).
 
-One BLAS GEMM multiplies every input pixel by every kernel tap, `cols = x (pixels, cin) @ w (cin,
+One GEMM multiplies every input pixel by every kernel tap, `cols = x (pixels, cin) @ w (cin,
 taps*cout)`; then each output pixel gathers the rows of the taps that land on it:
 input pixel i, tap p -> output i*stride + p*dilation - crop. Weight layout (codegen's packer):
-`w` is (cin, kd*kh*kw*cout), columns ordered (kd, kh, kw, cout).
+the (cin, kd*kh*kw*cout) matrix, columns ordered (kd, kh, kw, cout), packed for `packed.sgemm_pk`.
 """
 import numpy as np
 from numba import njit, prange
 
-from .blas import sgemm_skinny
 from .conv import OPTS
 from .gemm import tiles
+from .packed import sgemm_pk
 
 
 @njit(**OPTS)
@@ -57,7 +57,7 @@ def conv_transpose3d_par(x, w, out, kd, kh, kw, sd, sh, sw, dd, dh, dw, cf, ct, 
         r1 = min(rows, r0 + rchunk)
         c0 = (t - ri * ct_) * cchunk
         c1 = min(tc, c0 + cchunk)
-        sgemm_skinny(x2, r0 * cin, cin, w, c0, tc, cols, r0 * tc + c0, tc, r1 - r0, c1 - c0, cin, np.float32(0.0))
+        sgemm_pk(x2, r0 * cin, cin, w, 0, cin, cols, r0 * tc + c0, tc, r1 - r0, c0, c1 - c0, np.float32(0.0))
     zc, zt, zs = tap_table(od, d, kd, sd, dd, cf)
     yc, yt, ys = tap_table(oh, h, kh, sh, dh, ct)
     xc, xt, xs = tap_table(ow, wd, kw, sw, dw, cl)

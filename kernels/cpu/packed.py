@@ -17,8 +17,8 @@ of K (a slice of a panel stays in L1/L2 while MC rows of A pass it), MC rows of 
 The whole GEMM is one C-callable function (`_gemm_c`, a numba cfunc, cached) registered with LLVM
 under SYMBOL; `sgemm_pk` calls it through that name, as numba's `np.dot` calls BLAS. The generated
 drivers therefore link no copy of it: linking a kernel into a driver makes LLVM optimize it again
-inside every driver's module, which is what made the unrolled skinny GEMM cost seconds of compile
-per model (see blas.py).
+inside every driver's module, which is what made an unrolled skinny GEMM of an earlier version cost
+seconds of compile per model.
 """
 import llvmlite.binding as llb
 import numpy as np
