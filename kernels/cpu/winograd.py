@@ -30,14 +30,22 @@ def transform_weights(w: np.ndarray) -> np.ndarray:
 #: bytes of V and M (scratch) one task should use, so that they stay in L2 (Inception v3's 71x71
 #: conv at batch 16: 77 ms at 512 KiB, 80 at 256 KiB, 79 at 2 MiB)
 TASK_BYTES = 1 << 19
+#: tiles a task takes at least: every task reads all 16 transformed kernels (16/9 the plain weights),
+#: so a task of r tiles does r/2 FLOP per byte of weights; below ~24 the weights' trip from L3, not
+#: the multiplications, sets the time (ResNet50's 14x14 convs at batch 1: 8-tile tasks ran at ~105
+#: GFLOP/s on 2 Xeon cores)
+MIN_TILES = 24
 
 
 @njit(**OPTS)
 def tile_chunk(tiles, c, k, nt):
-    """Tiles per task: at most about TASK_BYTES of V and M, at least one task per thread."""
-    per = max(8, TASK_BYTES // (64 * (c + k)))
-    per = min(per, -(-tiles // max(1, nt)))
-    return max(1, per)
+    """Tiles per task: about TASK_BYTES of V and M but at least MIN_TILES, a multiple of `nt` tasks
+    of near-equal size (no thread left with the one short task)."""
+    nt = max(1, nt)
+    per = max(MIN_TILES, TASK_BYTES // (64 * (c + k)))
+    tasks = -(-tiles // per)
+    tasks = -(-tasks // nt) * nt
+    return max(1, -(-tiles // tasks))
 
 
 @njit(**OPTS)
