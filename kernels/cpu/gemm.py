@@ -252,10 +252,7 @@ def depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl):
     fast = mult == 1 and kh == 3 and kw == 3 and ih0 >= 0 and ih0 + 2 * dh < h and jhi > jlo
     if not fast:
         jlo = jhi = 0
-    if x.flags.c_contiguous and w.flags.c_contiguous and out.flags.c_contiguous:
-        _depthwise_pixels_flat(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi)
-    else:
-        _depthwise_pixels(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi)
+    _depthwise_pixels(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi)
     if fast:
         x2 = x.reshape((n * h * wd, cin))
         w2 = w.reshape((9, cout))
@@ -281,44 +278,10 @@ def depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl):
             j += 1
 
 
-@njit(**OPTS)
-def _depthwise_pixels(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi):
-    """The pixels of output row (b, i) outside columns jlo..jhi, tap by tap (any layout)."""
-    n, h, wd, cin = x.shape
-    kh, kw, cout = w.shape
-    ow = out.shape[2]
-    mult = cout // cin
-    ih0 = i * sh - pt
-    for j in range(ow):
-        if j >= jlo and j < jhi:
-            continue
-        acc = out[b, i, j]
-        for o in range(cout):
-            acc[o] = 0.0
-        for p in range(kh):
-            ih = ih0 + p * dh
-            if ih < 0 or ih >= h:
-                continue
-            for q in range(kw):
-                iw = j * sw - pl + q * dw
-                if iw < 0 or iw >= wd:
-                    continue
-                xr = x[b, ih, iw]
-                wr = w[p, q]
-                if mult == 1:
-                    for c in range(cout):
-                        acc[c] += xr[c] * wr[c]
-                else:
-                    for c in range(cin):
-                        xv = xr[c]
-                        for k in range(mult):
-                            acc[c * mult + k] += xv * wr[c * mult + k]
-
-
 @njit(**FMA_OPTS)
-def _depthwise_pixels_flat(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi):
-    """`_depthwise_pixels` on C-contiguous arrays through flat unsigned offsets: no array view per
-    tap (the border pixels of MobileNetV2's 112x112 depthwise convs cost more than its interior)."""
+def _depthwise_pixels(x, w, out, b, i, sh, sw, dh, dw, pt, pl, jlo, jhi):
+    """The pixels of output row (b, i) outside columns jlo..jhi (borders, other kernels), tap by tap
+    through flat unsigned offsets: no array view per tap."""
     n, h, wd, cin = x.shape
     kh, kw, cout = w.shape
     oh, ow = out.shape[1], out.shape[2]
