@@ -9,6 +9,7 @@ from typing import Any
 from ..encoder.spec import ModelSpec
 from ..errors import TargetError
 from .codegen.cpu import generate_cpu
+from .cost import graph_costs
 from .frontend import lower
 from .ir import Graph
 from .passes import run_passes
@@ -37,6 +38,8 @@ def build(spec: ModelSpec, target: str = "cpu") -> tuple[dict[str, bytes], dict[
         "outputs": [{"name": n, "shape": list(graph.values()[o].shape), "dtype": "float32"}
                     for n, o in zip(graph.output_names, graph.outputs)],
         "arena_per_sample": gen.plan.arena_per_sample,
+        # the runtime's batch chunking tells compute-bound from memory-bound models by it
+        "flops_per_sample": sum(c.flops for c in graph_costs(graph)),
         "state_per_sample": gen.state_per_sample,
         "nodes": [{"op": n.op.label, "layer": n.layer, "out": n.out.name,
                    "epilogue": [str(s) for s in n.epilogue]} for n in graph.nodes],

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from . import threads
 from .artifact import MODULE, WEIGHTS, check_artifact, read_manifest
-from .inputs import arena_limit_bytes, batch_chunks
+from .inputs import arena_limit_bytes, batch_chunks, cache_limit_bytes
 
 
 def _load_module(path: Path, name: str, sha256: str | None = None):
@@ -63,6 +63,7 @@ class CompiledModel:
         self.output_shapes: list[tuple] = [tuple(o["shape"]) for o in m["outputs"]]
         self.input_dtypes: list[np.dtype] = [np.dtype(i["dtype"]) for i in m["inputs"]]
         self._arena_per_sample = int(m["arena_per_sample"])
+        self._cache_limit = cache_limit_bytes(self._arena_per_sample, m.get("flops_per_sample"))
         # Stateful RNNs: their states persist across predict calls in this buffer (batch-major like the
         # arena), shared by all threads as Keras's state variables are; `reset_states` zeroes it.
         self._state_per_sample = int(m.get("state_per_sample", 0))
@@ -169,7 +170,10 @@ class CompiledModel:
                     self._run(self._blob, self._arena(n), n, nt, *xs, *outs, self._states(n))
                 else:
                     # rows slices of C-contiguous arrays stay C-contiguous: one numba signature for all
-                    for lo, hi in batch_chunks(n, self._arena_per_sample, arena_limit_bytes(self.max_arena_bytes)):
+                    limit = arena_limit_bytes(self.max_arena_bytes)
+                    if self._cache_limit is not None:
+                        limit = min(limit, self._cache_limit)
+                    for lo, hi in batch_chunks(n, self._arena_per_sample, limit):
                         self._run(self._blob, self._arena(hi - lo), hi - lo, nt, *[a[lo:hi] for a in xs],
                                   *[o[lo:hi] for o in outs])
         return outs[0] if len(outs) == 1 else outs

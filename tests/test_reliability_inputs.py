@@ -15,7 +15,7 @@ import pytest
 
 import kerasjit
 from kerasjit.errors import InputError
-from kerasjit.runtime.inputs import arena_limit_bytes, batch_chunks
+from kerasjit.runtime.inputs import CACHE_CHUNK_BYTES, arena_limit_bytes, batch_chunks, cache_limit_bytes
 from oracle import assert_matches, keras, keras_predict
 from reliability_util import report, saved
 
@@ -176,6 +176,19 @@ def test_batch_chunks_cover_every_row_within_the_bound():
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
         assert all((hi - lo) * per * 4 <= limit or hi - lo == 1 for lo, hi in chunks)
     assert arena_limit_bytes() == 1 << 30 and arena_limit_bytes(4096) == 4096
+
+
+def test_memory_bound_models_run_large_batches_in_cache_sized_chunks(wide):
+    """A model with few FLOPs per byte of its arena (MobileNetV2: 90) runs a large batch in chunks of
+    about CACHE_CHUNK_BYTES of arena; a compute-bound one (ResNet50: 482) whole; an artifact without
+    a FLOP count whole."""
+    assert cache_limit_bytes(1_705_984, 614_612_552) == CACHE_CHUNK_BYTES
+    assert cache_limit_bytes(4_014_080, 7_740_000_000) is None
+    assert cache_limit_bytes(1_705_984, None) is None
+    cm, _ = wide
+    flops = cm.manifest["flops_per_sample"]
+    assert flops > 0
+    assert cm._cache_limit == cache_limit_bytes(cm._arena_per_sample, flops)
 
 
 def test_large_batch_runs_in_chunks_within_the_bound(wide):
