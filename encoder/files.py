@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,9 +61,73 @@ def open_hdf5(source: Union[PathLike, IO[bytes]], name: str) -> Iterator[h5py.Fi
     except (OSError, ValueError) as e:
         raise ModelFormatError(f"{name}: is not a readable HDF5 file (truncated or corrupt?): {e}") from e
     try:
+        check_global_heaps(source, f, name)
         yield f
     finally:
         f.close()
+
+
+_GCOL = b"GCOL\x01\x00\x00\x00"   # a global heap collection: signature, version 1, 3 reserved bytes
+
+
+def check_global_heaps(source: Union[PathLike, IO[bytes]], f: h5py.File, name: str) -> None:
+    """Refuse a file whose global heap collections HDF5 cannot parse.
+
+    Variable-length strings (the attributes `model_config`, `backend`, `layer_names`, ... as h5py writes
+    them) live in global heap collections. HDF5 1.14 parses a collection on the first read of such a value
+    and loops forever on a free-space object of size 0 (`H5HG__cache_heap_deserialize`: the walk does not
+    advance), so one flipped byte makes `f.attrs[...]` hang. Every collection in the file is walked here
+    first, object by object as HDF5 does; a walk that would not advance or that does not end exactly at
+    the collection's end is a `ModelFormatError` naming the byte offset."""
+    _, size_len = f.id.get_create_plist().get_sizes()   # bytes in a "length" field (8 unless customised)
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as fh:
+            try:
+                buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):   # not mappable (a pipe, say): read it whole
+                buf = fh.read()
+        try:
+            _walk_heaps(buf, size_len, name)
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
+        return
+    if isinstance(source, io.BytesIO):
+        buf = source.getbuffer()
+        try:
+            _walk_heaps(bytes(buf), size_len, name)
+        finally:
+            buf.release()
+
+
+def _walk_heaps(buf, size_len: int, name: str) -> None:
+    header = 8 + size_len          # signature, version, reserved, collection size
+    obj_header = 8 + size_len      # index (2), reference count (2), reserved (4), object size
+    at = buf.find(_GCOL)
+    while at >= 0:
+        end_of_header = at + header
+        if end_of_header > len(buf):
+            break
+        size = int.from_bytes(buf[at + 8:end_of_header], "little")
+        end = at + size
+        if size < header or end > len(buf):
+            raise ModelFormatError(f"{name}: corrupt global heap collection at byte {at}: size {size} "
+                                   f"(the file has {len(buf)} bytes)")
+        p = end_of_header
+        while p < end:
+            if p + obj_header > end:        # a tail too small for an object header: free space
+                p = end
+                break
+            idx = int.from_bytes(buf[p:p + 2], "little")
+            obj_size = int.from_bytes(buf[p + 8:p + obj_header], "little")
+            need = obj_header + (obj_size + 7) // 8 * 8 if idx > 0 else obj_size
+            if need <= 0 or p + need > end:
+                raise ModelFormatError(
+                    f"{name}: corrupt global heap collection at byte {at}: object {idx} at byte {p} has size "
+                    f"{obj_size}, which {'does not fit in' if need > 0 else 'cannot end'} the collection "
+                    f"({size} bytes); the variable-length strings stored there cannot be read")
+            p += need
+        at = buf.find(_GCOL, max(end, at + 1))
 
 
 def parse_json(text: Union[str, bytes], name: str) -> dict:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import subprocess
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -84,6 +86,69 @@ def test_truncated_weights_file(model_files, tmp_path, cache_dir):
     p = tmp_path / "cut.weights.h5"
     p.write_bytes(Path(w).read_bytes()[:3000])
     expect(ModelFormatError, (j, str(p)), str(p), cache_dir=cache_dir)
+
+
+def _compile_in_child(path: Path, cache_dir, timeout: float = 120) -> str:
+    """`kerasjit.compile(path)` in a child process, so that a file that hangs HDF5 fails the test instead
+    of hanging the suite; the exception's class and message, or "compiled"."""
+    code = ("import sys, kerasjit\n"
+            "try:\n    kerasjit.compile(sys.argv[1], cache_dir=sys.argv[2]); print('compiled')\n"
+            "except kerasjit.KerasJitError as e:\n    print(type(e).__name__ + ': ' + str(e))\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(path), str(cache_dir)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"kerasjit.compile({path}) did not return in {timeout} s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_hdf5_file_that_hangs_h5py(cache_dir):
+    """A fuzz-mutated file (tests/fixtures/hang/README.md) whose vlen attribute read loops forever in HDF5."""
+    path = Path(__file__).parent / "fixtures" / "hang" / "mutated_backend_attr.h5"
+    CASES.append(str(path))
+    out = _compile_in_child(path, cache_dir)
+    assert out.startswith("ModelFormatError: ") and str(path) in out and "global heap" in out, out
+
+
+def _heap_objects(data: bytes) -> list[tuple[int, int, int]]:
+    """(collection offset, object offset, object index) of every object in the file's global heaps."""
+    out = []
+    at = data.find(b"GCOL\x01")
+    while at >= 0:
+        size = int.from_bytes(data[at + 8:at + 16], "little")
+        p = at + 16
+        while p + 16 <= at + size:
+            idx = int.from_bytes(data[p:p + 2], "little")
+            n = int.from_bytes(data[p + 8:p + 16], "little")
+            out.append((at, p, idx))
+            p += 16 + (n + 7) // 8 * 8 if idx else n
+        at = data.find(b"GCOL\x01", at + size)
+    return out
+
+
+@pytest.mark.parametrize("damage", ["free space of size 0", "object larger than its collection",
+                                    "collection past the end of the file"])
+def test_hdf5_corrupt_global_heap(model_files, tmp_path, cache_dir, damage):
+    """The variable-length strings of an .h5 model (model_config, ...) live in global heap collections;
+    HDF5 hangs or fails deep inside on a damaged one: kerasjit names the file and the byte offset."""
+    data = bytearray(Path(model_files[1]["h5"][0]).read_bytes())
+    objects = _heap_objects(bytes(data))
+    assert objects, "the .h5 file has no global heap: this test would not test anything"
+    if damage == "free space of size 0":
+        at, p, _ = next(o for o in objects if o[2] == 0)
+        data[p + 8:p + 16] = bytes(8)
+    elif damage == "object larger than its collection":
+        at, p, _ = next(o for o in objects if o[2] > 0)
+        data[p + 8:p + 16] = (1 << 20).to_bytes(8, "little")
+    else:
+        at = objects[0][0]
+        data[at + 8:at + 16] = (len(data) + 4096).to_bytes(8, "little")
+    path = tmp_path / "heap.h5"
+    path.write_bytes(bytes(data))
+    CASES.append(f"{path} ({damage})")
+    out = _compile_in_child(path, cache_dir)
+    assert out.startswith("ModelFormatError: ") and str(path) in out and f"collection at byte {at}" in out, out
 
 
 @pytest.mark.parametrize("drop", ["config.json", "model.weights.h5"])
