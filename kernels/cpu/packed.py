@@ -238,11 +238,19 @@ def _gemm_c(a, lda, bp, k, c, ldc, m, n, beta):
         add = 1 if (pc > 0 or beta != 0) else 0
         for ic in range(0, m, MC):
             ie = min(m, ic + MC)
+            # the rows of the block in near-equal runs of at most MR (49 = 4 x 10 + 9, not 4 x 12 + 1):
+            # a micro-kernel of 1-3 rows has too few accumulators to hide the FMA latency
+            runs = -(-(ie - ic) // MR)
+            short = (ie - ic) // runs
+            longer = (ie - ic) - short * runs  # runs of short + 1 rows come first
             for jr in range(0, n, NR):
                 cols = min(NR, n - jr)
                 boff = (jr // NR) * k * NR + pc * NR
-                for ir in range(ic, ie, MR):
-                    _micro(min(MR, ie - ir), a, ir * lda + pc, lda, bp, boff, c, ir * ldc + jr, ldc, kb, cols, add)
+                ir = ic
+                for q in range(runs):
+                    rr = short + 1 if q < longer else short
+                    _micro(rr, a, ir * lda + pc, lda, bp, boff, c, ir * ldc + jr, ldc, kb, cols, add)
+                    ir += rr
 
 
 llb.add_symbol(SYMBOL, _gemm_c.address)
