@@ -112,6 +112,51 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
     assert {name: len(f.signatures) for name, f in drivers.items()} == {name: 1 for name in drivers}
 
 
+def _rowconv_model():
+    """Dense convs with stride 1 along the width that run on the input lines (no im2col): 'valid'
+    (read in place) and 'same' (a width-padded copy), strides and dilation along the height, a 7x1
+    kernel, all kernel rows in the padding for the first lines (a folded ZeroPadding2D), causal and
+    'same' Conv1D, fused residual and activation, an output written into a concatenation; and two
+    that keep im2col: too narrow an output, too short a kernel row."""
+    k = keras()
+    L = k.layers
+    x = k.Input((30, 28, 16), name="img")
+    a = L.Conv2D(32, 3, activation="relu", name="valid")(x)                                     # 28x26
+    b = L.Conv2D(32, (3, 5), strides=(2, 1), padding="same", name="same_s2")(x)
+    b2 = L.Conv2D(16, 3, dilation_rate=(2, 1), padding="same", name="dilated_h")(x)
+    c = L.Conv2D(24, (7, 1), padding="same", name="k7x1")(L.Conv2D(32, 1, name="to32")(x))
+    d = L.Conv2D(32, 3, name="top_pad")(L.ZeroPadding2D(((5, 0), (1, 1)))(x))
+    d = L.Activation("tanh")(L.Add()([d, L.Conv2D(32, 1, name="res")(L.ZeroPadding2D(((3, 0), (0, 0)))(x))]))
+    cat = L.Concatenate(name="cat")([L.Conv2D(8, 3, padding="same", name="in_cat")(x), L.Conv2D(5, 1)(x)])
+    narrow = L.Conv2D(8, 3, padding="same", name="narrow")(L.Cropping2D(((0, 0), (0, 16)))(x))  # 12 wide
+    short = L.Conv2D(8, 3, padding="same", name="short")(L.Conv2D(3, 1)(x))                   # 9 per row
+    s = k.Input((40, 16), name="seq")
+    e = L.Conv1D(32, 3, padding="causal", dilation_rate=1, activation="relu", name="causal")(s)
+    f = L.Conv1D(24, 5, padding="same", name="same1d")(e)
+    return k.Model([x, s], [a, b, b2, c, d, cat, narrow, short, f], name="rowconv")
+
+
+def test_row_convs_match_keras(tmp_path, cache_dir):
+    m = _rowconv_model()
+    path, _ = save(m, tmp_path, "keras")
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    src = (cm.path / "model_gen.py").read_text()
+    run = src[:src.index("_profiled(")]
+    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 8  # not `narrow`, `short`, the 1x1s
+    rng = np.random.default_rng(0)
+    before = numba.get_num_threads()
+    try:
+        for threads, n in ((2, 1), (1, 2), (2, 3)):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            xs = [rng.standard_normal((n, 30, 28, 16)).astype(np.float32),
+                  rng.standard_normal((n, 40, 16)).astype(np.float32)]
+            for got, ref in zip(cm.predict(xs), m(xs)):
+                ref = np.asarray(ref)
+                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_unliteral_int_args_rewrites_call_arguments_only():
     from kerasjit.compiler.codegen.cpu import unliteral_int_args
     src = "def f(a, n):\n    g(a, 3, -2, (0, n, 7), x[4:5].reshape((n, 8)), True, 1.5)  # k(9)\n"

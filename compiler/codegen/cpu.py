@@ -100,6 +100,8 @@ class CpuCodegen:
             return 0
         if groups == 1 and _is_pointwise(n, x, w):
             return 0
+        if groups == 1 and _rowconv(n, x, w) is not None:  # the width-padded input, or im2col rows
+            return max(int(np.prod(x[1:-2], dtype=np.int64)) * _rowconv(n, x, w)[-1] * cig, pixels * taps * cig)
         if _is_winograd(n, x, w):  # V and M of every tile, or im2col rows if the fused driver can't be used
             tiles = ((n.out.shape[1] + 1) // 2) * ((n.out.shape[2] + 1) // 2)
             return max(16 * (cig + co) * tiles, pixels * taps * cig)
@@ -244,7 +246,7 @@ class CpuCodegen:
                 "from kerasjit.kernels.cpu import conv3d as _conv3d, conv_transpose as _convt, pool3d as _pool3d",
                 "from kerasjit.kernels.cpu import layout as _layout, sparsemax as _sparsemax",
                 "from kerasjit.kernels.cpu import rnn as _rnn, seq as _seq, winograd as _wino, packed as _pk", "",
-                "_F0 = np.float32(0.0)", "_I = np.int64", ""]
+                "_F0 = np.float32(0.0)", "_F1 = np.float32(1.0)", "_I = np.int64", ""]
         run = unliteral_int_args(self.body.getvalue())
         src = "\n".join(head + self.c.declarations() + [""] + [k + "\n" for k in self.kernel_src]) + "\n" + \
             run + "\n\n" + _profiled_twin(run)
@@ -335,6 +337,34 @@ def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:
     return 9 * oh * ow >= WINOGRAD_MIN_SAVING * 16 * tiles
 
 
+#: dense convs with stride 1 and no dilation along the width run as "implicit GEMMs" on the input
+#: lines (cpu_fused.emit_rowconv) instead of GEMMs on im2col rows, when a kernel row has at least
+#: ROWCONV_MIN_K elements (kw * cin: fewer make GEMMs too shallow for their output loads and stores)
+#: and an output line at least ROWCONV_MIN_W pixels (the rows of one GEMM)
+ROWCONV_MIN_K = 32
+ROWCONV_MIN_W = 24
+
+
+def _rowconv(n: Node, x: tuple, w: tuple) -> tuple | None:
+    """(oh, ow, kh, kw, sh, dh, pt, pl, wp) of a conv taken by `cpu_fused.emit_rowconv`, else None."""
+    rank = len(n.attr("strides"))
+    if not (rank in (1, 2) and len(w) == rank + 2 and n.attr("groups", 1) == 1 and not _is_pointwise(n, x, w)
+            and not _is_winograd(n, x, w)):
+        return None
+    ks = _lead(w[:-2], rank, 2, 1)
+    ss = _lead(n.attr("strides"), rank, 2, 1)
+    ds = _lead(n.attr("dilation"), rank, 2, 1)
+    pads = _lead(n.attr("pads"), rank, 2, (0, 0))
+    spatial = _lead(n.out.shape[1:-1], rank, 2, 1)
+    oh, ow = int(spatial[0]), int(spatial[1])
+    if ss[1] != 1 or ds[1] != 1 or ks[1] * w[-2] < ROWCONV_MIN_K or ow < ROWCONV_MIN_W:
+        return None
+    if min(min(p) for p in pads) < 0 or ow + int(ks[1]) - 1 < int(pads[1][0]) + int(x[-2]):
+        return None
+    return (oh, ow, int(ks[0]), int(ks[1]), int(ss[0]), int(ds[0]), int(pads[0][0]), int(pads[1][0]),
+            ow + int(ks[1]) - 1)
+
+
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
     return (len(w) <= 4 and all(k == 1 for k in w[:-2]) and all(s == 1 for s in n.attr("strides"))
             and all(tuple(p) == (0, 0) for p in n.attr("pads")))
@@ -385,6 +415,10 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
     elif (_is_winograd(node, xs, w.shape) and
           cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch)):
+        return
+    elif (groups == 1 and _rowconv(node, xs, w.shape) is not None and
+          cpu_fused.emit_rowconv(cg, node, out, xv, wname, w.reshape((1,) * (4 - w.ndim) + w.shape),
+                                 _rowconv(node, xs, w.shape), scratch)):
         return
     elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
         return

@@ -237,6 +237,86 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
     return True
 
 
+def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: np.ndarray, geometry: tuple,
+                 scratch: str) -> bool:
+    """Emit a fused "implicit GEMM" driver call for a dense 2D conv with stride 1 and no dilation along
+    the width: no im2col. For one output line (b, i) and one kernel row p, the A operand is the input
+    line i * sh - pt + p * dh itself, read with a row stride of cin: row j, column q * cin + c is
+    x[b, ih, j + q, c], so kw * cin consecutive floats. The conv is then kh GEMMs of ow x (kw * cin) by
+    the kernel row's (kw * cin, C) weights (each packed, kernels/cpu/packed.py), accumulated in the
+    output. A conv padded along the width first copies its input into a width-padded buffer (1 / (kh
+    * kw) of what im2col writes). `geometry` is (oh, ow, kh, kw, sh, dh, pt, pl, wp); False if the
+    epilogue's operands do not fit."""
+    ops = plan_operands(cg, node)
+    if ops is None:
+        return False
+    oh, ow, kh, kw, sh, dh, pt, pl, wp = geometry
+    krow = kw * int(w.shape[2])
+    cout = int(w.shape[3])
+    per = _packed.packed_size(krow, cout)
+    wv = cg.weight(f"{wkey}@rowpk", np.concatenate([_packed.pack(w[p].reshape(krow, cout)) for p in range(kh)]))
+    flags = [f for _, f in ops]
+    args = "".join(f", a{k}" for k in range(len(ops)))
+
+    def build(buf: IndentedBuffer) -> None:
+        buf.line(f"def {{name}}(x, w, per, o3, C, co, nt, oh, ow, kh, kw, sh, dh, pt, pl, wp, scratch{args}):")
+        with buf.indent():
+            buf.line("N, M, LD = o3.shape")
+            buf.line("n, h, wd, cin = x.shape")
+            buf.line("KR = kw * cin")
+            buf.line("o2 = o3.reshape((N * M, LD))")
+            buf.line("if pl == 0 and wp == wd:")
+            with buf.indent():
+                buf.line("xf = x.reshape(-1)")
+            buf.line("else:")
+            with buf.indent():
+                buf.line("xp = scratch[:n * h * wp * cin].reshape((n, h, wp, cin))")
+                buf.line("_gemm.pad_width_par(x, pl, xp, nt)")
+                buf.line("xf = xp.reshape(-1)")
+            buf.line("lines = N * oh")
+            buf.line("lchunk, cchunk = _gemm.line_tiles(lines, ow, kh * KR, C, nt)")
+            buf.line("lt = (lines + lchunk - 1) // lchunk")
+            buf.line("ct = (C + cchunk - 1) // cchunk")
+            buf.line("tasks = lt * ct")
+
+            def task(b: IndentedBuffer) -> None:
+                b.line("li = t // ct")
+                b.line("l0 = li * lchunk")
+                b.line("l1 = min(lines, l0 + lchunk)")
+                b.line("c0 = (t - li * ct) * cchunk")
+                b.line("c1 = min(C, c0 + cchunk)")
+                b.line("for ln in range(l0, l1):")
+                with b.indent():
+                    b.line("bi = ln // oh")
+                    b.line("i = ln - bi * oh")
+                    b.line("first = True")
+                    b.line("for p in range(kh):")
+                    with b.indent():
+                        b.line("ih = i * sh - pt + p * dh")
+                        b.line("if ih >= 0 and ih < h:")
+                        with b.indent():
+                            b.line("_pk.sgemm_pk(xf, (bi * h + ih) * wp * cin, cin, w, p * per, KR, o2, "
+                                   "ln * ow * LD + co + c0, LD, ow, c0, c1 - c0, _F0 if first else _F1)")
+                            b.line("first = False")
+                    b.line("if first:  # every kernel row in the padding")
+                    with b.indent():
+                        b.line("for r in range(ln * ow, ln * ow + ow):")
+                        with b.indent():
+                            b.line("for c in range(c0, c1):")
+                            with b.indent():
+                                b.line("o2[r, co + c] = 0.0")
+                b.line("r0 = l0 * ow")
+                b.line("r1 = l1 * ow")
+                _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
+            _tasks(buf, task)
+    name = _define(cg, "rowconv", node, flags, build)
+    o3, cc, co = _output(cg, node, out)
+    opargs = "".join(f", {e}" for e, _ in ops)
+    cg.line(f"{name}({x}, {wv}, {per}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {dh}, {pt}, {pl}, {wp}, "
+            f"{scratch}{opargs})")
+    return True
+
+
 def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geometry: tuple) -> bool:
     """Emit a fused depthwise driver call (rows in parallel, epilogue per row). False if it cannot."""
     ops = plan_operands(cg, node)

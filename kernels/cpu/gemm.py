@@ -137,6 +137,43 @@ def im2col_par(x, rows, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a, nt):
             im2col_rows(x, r0, r1, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, a[r0 * k:r1 * k].reshape((r1 - r0, k)))
 
 
+@njit(**OPTS)
+def line_tiles(lines, ow, k, m, nt):
+    """(output lines, columns) per task of a conv run line by line (`pad_width_par`'s users): the
+    tiles of `tiles` for its lines * ow rows, in whole lines."""
+    rc, cc = tiles(lines * ow, k, m, nt)
+    if cc < m:
+        return lines, cc
+    return max(1, min(lines, -(-rc // ow))), m
+
+
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
+def pad_width_par(x, pl, xp, nt):
+    """xp[b, i, pl + j, c] = x[b, i, j, c], zero in the other columns of xp (its width padding)."""
+    n, h, wd, cin = x.shape
+    wp = xp.shape[2]
+    lines = n * h
+    tasks = max(1, min(nt, lines))
+    per = -(-lines // tasks)
+    xf = x.reshape(-1)
+    pf = xp.reshape(-1)
+    row = np.uint64(wd * cin)
+    left = np.uint64(pl * cin)
+    right = np.uint64((wp - pl - wd) * cin)
+    for t in prange(tasks):
+        for ln in range(t * per, min(lines, t * per + per)):
+            s0 = np.uint64(ln * wd * cin)
+            d0 = np.uint64(ln * wp * cin)
+            for c in range(left):
+                pf[d0 + c] = 0.0
+            d0 += left
+            for c in range(row):
+                pf[d0 + c] = xf[s0 + c]
+            d0 += row
+            for c in range(right):
+                pf[d0 + c] = 0.0
+
+
 @njit(**FMA_OPTS)
 def _dw3x3_s1_x4(x2, w2, o2, a, r, rs, C):
     """Four adjacent outputs o2[r..r+3] of a 3x3 stride-1 depthwise conv whose top-left input pixel
