@@ -150,7 +150,9 @@ def line_tiles(lines, ow, k, m, nt):
     rc, cc = tiles(lines * ow, k, m, nt)
     if cc < m:
         return lines, cc
-    return max(1, min(lines, -(-rc // ow))), m
+    nt = max(1, nt)
+    tasks = -(-(-(-(lines * ow) // rc)) // nt) * nt  # as many, rounded up to a multiple of the threads
+    return max(1, -(-lines // tasks)), m
 
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
