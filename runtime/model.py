@@ -124,8 +124,8 @@ class CompiledModel:
                 raise InputError(f"input {name!r}: cannot be read as an array: {e}") from e
             if a.dtype.kind not in "biuf":
                 raise InputError(f"input {name!r}: dtype {a.dtype} is not numeric")
-            want = "(batch, " + ", ".join(str(d) for d in shape[1:]) + ")"
             if a.ndim != len(shape) or tuple(a.shape[1:]) != tuple(shape[1:]):
+                want = "(batch, " + ", ".join(str(d) for d in shape[1:]) + ")"
                 raise InputError(f"input {name!r}: expected shape {want}, got {tuple(a.shape)}")
             if batch is None:
                 batch = a.shape[0]
@@ -169,13 +169,19 @@ class CompiledModel:
                     # the states belong to)
                     self._run(self._blob, self._arena(n), n, nt, *xs, *outs, self._states(n))
                 else:
-                    # rows slices of C-contiguous arrays stay C-contiguous: one numba signature for all
-                    limit = arena_limit_bytes(self.max_arena_bytes)
-                    if self._cache_limit is not None:
-                        limit = min(limit, self._cache_limit)
-                    for lo, hi in batch_chunks(n, self._arena_per_sample, limit):
-                        self._run(self._blob, self._arena(hi - lo), hi - lo, nt, *[a[lo:hi] for a in xs],
-                                  *[o[lo:hi] for o in outs])
+                    chunks = None
+                    if n > 1:  # one sample always runs whole (the fast path of serving one request)
+                        limit = arena_limit_bytes(self.max_arena_bytes)
+                        if self._cache_limit is not None:
+                            limit = min(limit, self._cache_limit)
+                        chunks = batch_chunks(n, self._arena_per_sample, limit)
+                    if chunks is None or len(chunks) == 1:
+                        self._run(self._blob, self._arena(n), n, nt, *xs, *outs)
+                    else:
+                        # rows slices of C-contiguous arrays stay C-contiguous: one numba signature for all
+                        for lo, hi in chunks:
+                            self._run(self._blob, self._arena(hi - lo), hi - lo, nt, *[a[lo:hi] for a in xs],
+                                      *[o[lo:hi] for o in outs])
         return outs[0] if len(outs) == 1 else outs
 
     def _states(self, n: int) -> np.ndarray:
