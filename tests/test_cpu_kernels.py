@@ -150,8 +150,23 @@ def test_parallel_softmax_and_mean(a, r, b):
 
 def test_parallel_softmax_propagates_nan():
     """A NaN logit makes its softmax row NaN, as in Keras; the other rows are unaffected."""
-    x = np.array([[1.0, np.nan, 2.0], [1.0, 2.0, 3.0]], np.float32).reshape(2, 3, 1)
+    x = np.array([[1.0, np.nan, 2.0], [1.0, 2.0, 3.0], [1.0, -np.nan, 5.0], [-np.nan, 1.0, 2.0]],
+                 np.float32).reshape(4, 3, 1)
     out = np.empty_like(x)
     R.softmax3_par(x, out, 2)
-    assert np.isnan(out[0]).all()
+    assert np.isnan(out[[0, 2, 3]]).all()
     np.testing.assert_allclose(out[1, :, 0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum(), rtol=1e-6)
+
+
+def test_row_max_through_the_bits():
+    """The int-ordered row max equals np.max on rows of negative, positive, signed-zero and infinite
+    values, of every length around the vector width."""
+    rng = np.random.default_rng(3)
+    tmp = np.empty(1, np.int32)
+    for n in list(range(1, 40)) + [200, 1001]:
+        for shift in (-50.0, 0.0, 50.0):
+            x = (rng.standard_normal(n) * 10 + shift).astype(np.float32)
+            assert R._row_max(x, tmp) == x.max()
+    for v in ([-0.0, -1.0], [0.0, -0.0], [-np.inf, -np.inf], [np.inf, 3.0], [-np.inf, -3e38], [-1e-45, -2e-45]):
+        x = np.array(v, np.float32)
+        assert R._row_max(x, tmp) == x.max()

@@ -89,13 +89,25 @@ def exp_shifted(x, m, out, bits):
         out[k] = out[k] * scale[k]
 
 
-@njit(**dict(OPTS, fastmath={"nnan", "reassoc"}))
-def _row_max(xr):
-    """Max of a row, vectorized (a NaN in the row makes the softmax row NaN through its exp anyway)."""
-    m = xr[0]
-    for k in range(1, xr.shape[0]):
-        m = max(m, xr[k])
-    return m
+_SIGN_OFF = np.int32(0x7FFFFFFF)
+
+
+@njit(**OPTS)
+def _row_max(xr, tmp):
+    """Max of a contiguous float32 row, through its bits: x -> b ^ ((b >> 31) & 0x7FFFFFFF) maps
+    floats to int32 in the same order (negative floats have their magnitude bits flipped), and an int
+    max reduction vectorizes, where numba's float compare-and-select does not (its `select` carries no
+    fast-math flags: 0.57 ns per element against 0.12). `tmp` is an int32 scratch of one element or
+    more. A NaN with the sign bit clear is the max (the row's softmax is NaN, as it must be); one with
+    it set is skipped (its own exp makes the row NaN)."""
+    xi = xr.view(np.int32)
+    m = np.int32(-2147483648)
+    for k in range(xi.shape[0]):
+        b = xi[k]
+        key = b ^ ((b >> np.int32(31)) & _SIGN_OFF)
+        m = key if key > m else m
+    tmp[0] = m ^ ((m >> np.int32(31)) & _SIGN_OFF)
+    return tmp[:1].view(np.float32)[0]
 
 
 @njit(**dict(OPTS, fastmath={"reassoc"}))
@@ -128,7 +140,7 @@ def softmax3_par(x, out, nt):
         for i in range(t * per, min(a, (t + 1) * per)):
             xr = x2[i]
             orow = o2[i]
-            exp_shifted(xr, _row_max(xr), orow, bits)
+            exp_shifted(xr, _row_max(xr, bits), orow, bits)
             inv = np.float32(1.0) / _row_sum(orow)
             for k in range(r):
                 orow[k] = orow[k] * inv
