@@ -116,8 +116,8 @@ def _rowconv_model():
     """Dense convs with stride 1 along the width that run on the input lines (no im2col): 'valid'
     (read in place) and 'same' (a width-padded copy), strides and dilation along the height, a 7x1
     kernel, all kernel rows in the padding for the first lines (a folded ZeroPadding2D), causal and
-    'same' Conv1D, fused residual and activation, an output written into a concatenation; and two
-    that keep im2col: too narrow an output, too short a kernel row."""
+    'same' Conv1D, a kernel row of 9 floats (3 channels), fused residual and activation, an output
+    written into a concatenation; and one that keeps im2col: too narrow an output."""
     k = keras()
     L = k.layers
     x = k.Input((30, 28, 16), name="img")
@@ -142,7 +142,7 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     run = src[:src.index("_profiled(")]
-    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 8  # not `narrow`, `short`, the 1x1s
+    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 10  # not `narrow` nor the 1x1s
     rng = np.random.default_rng(0)
     before = numba.get_num_threads()
     try:
