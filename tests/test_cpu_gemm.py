@@ -113,8 +113,9 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
 
 
 def _rowconv_model():
-    """Dense convs with stride 1 along the width that run on the input lines (no im2col): 'valid'
-    (read in place) and 'same' (a width-padded copy), strides and dilation along the height, a 7x1
+    """Dense convs that run on the input lines (no im2col): 'valid' (read in place) and 'same' (a
+    width-padded copy), strides and dilation along the height, stride 2 along the width ('same' with
+    a right pad only, 'valid' with an unread last column, a padded 7x7 stem on 3 channels), a 7x1
     kernel, all kernel rows in the padding for the first lines (a folded ZeroPadding2D), causal and
     'same' Conv1D, a kernel row of 9 floats (3 channels), fused residual and activation, an output
     written into a concatenation; and one that keeps im2col: too narrow an output."""
@@ -130,10 +131,14 @@ def _rowconv_model():
     cat = L.Concatenate(name="cat")([L.Conv2D(8, 3, padding="same", name="in_cat")(x), L.Conv2D(5, 1)(x)])
     narrow = L.Conv2D(8, 3, padding="same", name="narrow")(L.Cropping2D(((0, 0), (0, 16)))(x))  # 12 wide
     short = L.Conv2D(8, 3, padding="same", name="short")(L.Conv2D(3, 1)(x))                   # 9 per row
+    wide = k.Input((12, 60, 16), name="wide")
+    g = L.Conv2D(16, 3, strides=2, padding="same", name="s2_same")(wide)            # right pad 1: a copy
+    g2 = L.Conv2D(16, 3, strides=(1, 2), name="s2_valid")(wide)                      # last column unread
+    stem = L.Conv2D(8, 7, strides=2, name="stem")(L.ZeroPadding2D(3)(L.Conv2D(3, 1)(wide)))
     s = k.Input((40, 16), name="seq")
     e = L.Conv1D(32, 3, padding="causal", dilation_rate=1, activation="relu", name="causal")(s)
     f = L.Conv1D(24, 5, padding="same", name="same1d")(e)
-    return k.Model([x, s], [a, b, b2, c, d, cat, narrow, short, f], name="rowconv")
+    return k.Model([x, s, wide], [a, b, b2, c, d, cat, narrow, short, f, g, g2, stem], name="rowconv")
 
 
 def test_row_convs_match_keras(tmp_path, cache_dir):
@@ -142,14 +147,15 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     run = src[:src.index("_profiled(")]
-    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 10  # not `narrow` nor the 1x1s
+    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 13  # not `narrow` nor the 1x1s
     rng = np.random.default_rng(0)
     before = numba.get_num_threads()
     try:
         for threads, n in ((2, 1), (1, 2), (2, 3)):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             xs = [rng.standard_normal((n, 30, 28, 16)).astype(np.float32),
-                  rng.standard_normal((n, 40, 16)).astype(np.float32)]
+                  rng.standard_normal((n, 40, 16)).astype(np.float32),
+                  rng.standard_normal((n, 12, 60, 16)).astype(np.float32)]
             for got, ref in zip(cm.predict(xs), m(xs)):
                 ref = np.asarray(ref)
                 np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)

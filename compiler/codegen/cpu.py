@@ -337,8 +337,8 @@ def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:
     return 9 * oh * ow >= WINOGRAD_MIN_SAVING * 16 * tiles
 
 
-#: dense convs with stride 1 and no dilation along the width run as "implicit GEMMs" on the input
-#: lines (cpu_fused.emit_rowconv) instead of GEMMs on im2col rows, when a kernel row has at least
+#: dense convs without dilation along the width run as "implicit GEMMs" on the input lines
+#: (cpu_fused.emit_rowconv) instead of GEMMs on im2col rows, when a kernel row has at least
 #: ROWCONV_MIN_K elements (kw * cin) and an output line at least ROWCONV_MIN_W pixels (the rows of
 #: one GEMM: at 17 pixels, Inception v3's 1x7 convs were slower than on im2col rows). Even MNIST's
 #: first conv (kw * cin = 3: three GEMMs of depth 3) gained, 18.3 -> 13.4 us at batch 1 and 101 -> 83
@@ -348,7 +348,8 @@ ROWCONV_MIN_W = 24
 
 
 def _rowconv(n: Node, x: tuple, w: tuple) -> tuple | None:
-    """(oh, ow, kh, kw, sh, dh, pt, pl, wp) of a conv taken by `cpu_fused.emit_rowconv`, else None."""
+    """(oh, ow, kh, kw, sh, sw, dh, pt, pl, wp) of a conv taken by `cpu_fused.emit_rowconv`, else None;
+    wp is the width of the input lines it reads (with the padding: (ow - 1) * sw + kw)."""
     rank = len(n.attr("strides"))
     if not (rank in (1, 2) and len(w) == rank + 2 and n.attr("groups", 1) == 1 and not _is_pointwise(n, x, w)
             and not _is_winograd(n, x, w)):
@@ -359,12 +360,10 @@ def _rowconv(n: Node, x: tuple, w: tuple) -> tuple | None:
     pads = _lead(n.attr("pads"), rank, 2, (0, 0))
     spatial = _lead(n.out.shape[1:-1], rank, 2, 1)
     oh, ow = int(spatial[0]), int(spatial[1])
-    if ss[1] != 1 or ds[1] != 1 or ks[1] * w[-2] < ROWCONV_MIN_K or ow < ROWCONV_MIN_W:
+    if ds[1] != 1 or ks[1] * w[-2] < ROWCONV_MIN_K or ow < ROWCONV_MIN_W or min(min(p) for p in pads) < 0:
         return None
-    if min(min(p) for p in pads) < 0 or ow + int(ks[1]) - 1 < int(pads[1][0]) + int(x[-2]):
-        return None
-    return (oh, ow, int(ks[0]), int(ks[1]), int(ss[0]), int(ds[0]), int(pads[0][0]), int(pads[1][0]),
-            ow + int(ks[1]) - 1)
+    return (oh, ow, int(ks[0]), int(ks[1]), int(ss[0]), int(ss[1]), int(ds[0]), int(pads[0][0]),
+            int(pads[1][0]), (ow - 1) * int(ss[1]) + int(ks[1]))
 
 
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:

@@ -239,18 +239,18 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
 
 def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: np.ndarray, geometry: tuple,
                  scratch: str) -> bool:
-    """Emit a fused "implicit GEMM" driver call for a dense 2D conv with stride 1 and no dilation along
-    the width: no im2col. For one output line (b, i) and one kernel row p, the A operand is the input
-    line i * sh - pt + p * dh itself, read with a row stride of cin: row j, column q * cin + c is
-    x[b, ih, j + q, c], so kw * cin consecutive floats. The conv is then kh GEMMs of ow x (kw * cin) by
-    the kernel row's (kw * cin, C) weights (each packed, kernels/cpu/packed.py), accumulated in the
-    output. A conv padded along the width first copies its input into a width-padded buffer (1 / (kh
-    * kw) of what im2col writes). `geometry` is (oh, ow, kh, kw, sh, dh, pt, pl, wp); False if the
-    epilogue's operands do not fit."""
+    """Emit a fused "implicit GEMM" driver call for a dense 2D conv without dilation along the width:
+    no im2col. For one output line (b, i) and one kernel row p, the A operand is the input line
+    i * sh - pt + p * dh itself, read with a row stride of sw * cin: row j, column q * cin + c is
+    x[b, ih, j * sw + q, c], so kw * cin consecutive floats. The conv is then kh GEMMs of ow x (kw *
+    cin) by the kernel row's (kw * cin, C) weights (each packed, kernels/cpu/packed.py), accumulated
+    in the output. A conv padded along the width first copies its input into a width-padded buffer
+    (1 / (kh * kw) of what im2col writes at stride 1). `geometry` is (oh, ow, kh, kw, sh, sw, dh, pt,
+    pl, wp); False if the epilogue's operands do not fit."""
     ops = plan_operands(cg, node)
     if ops is None:
         return False
-    oh, ow, kh, kw, sh, dh, pt, pl, wp = geometry
+    oh, ow, kh, kw, sh, sw, dh, pt, pl, wp = geometry
     krow = kw * int(w.shape[2])
     cout = int(w.shape[3])
     per = _packed.packed_size(krow, cout)
@@ -259,20 +259,22 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
     args = "".join(f", a{k}" for k in range(len(ops)))
 
     def build(buf: IndentedBuffer) -> None:
-        buf.line(f"def {{name}}(x, w, per, o3, C, co, nt, oh, ow, kh, kw, sh, dh, pt, pl, wp, scratch{args}):")
+        buf.line(f"def {{name}}(x, w, per, o3, C, co, nt, oh, ow, kh, kw, sh, sw, dh, pt, pl, wp, scratch{args}):")
         with buf.indent():
             buf.line("N, M, LD = o3.shape")
             buf.line("n, h, wd, cin = x.shape")
             buf.line("KR = kw * cin")
             buf.line("o2 = o3.reshape((N * M, LD))")
-            buf.line("if pl == 0 and wp == wd:")
+            buf.line("if pl == 0 and wp <= wd:  # every pixel read lies inside the lines: read them in place")
             with buf.indent():
                 buf.line("xf = x.reshape(-1)")
+                buf.line("lw = wd")
             buf.line("else:")
             with buf.indent():
                 buf.line("xp = scratch[:n * h * wp * cin].reshape((n, h, wp, cin))")
                 buf.line("_gemm.pad_width_par(x, pl, xp, nt)")
                 buf.line("xf = xp.reshape(-1)")
+                buf.line("lw = wp")
             buf.line("lines = N * oh")
             buf.line("lchunk, cchunk = _gemm.line_tiles(lines, ow, kh * KR, C, nt)")
             buf.line("lt = (lines + lchunk - 1) // lchunk")
@@ -295,7 +297,7 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
                         b.line("ih = i * sh - pt + p * dh")
                         b.line("if ih >= 0 and ih < h:")
                         with b.indent():
-                            b.line("_pk.sgemm_pk(xf, (bi * h + ih) * wp * cin, cin, w, p * per, KR, o2, "
+                            b.line("_pk.sgemm_pk(xf, (bi * h + ih) * lw * cin, sw * cin, w, p * per, KR, o2, "
                                    "ln * ow * LD + co + c0, LD, ow, c0, c1 - c0, _F0 if first else _F1)")
                             b.line("first = False")
                     b.line("if first:  # every kernel row in the padding")
@@ -312,8 +314,8 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
     name = _define(cg, "rowconv", node, flags, build)
     o3, cc, co = _output(cg, node, out)
     opargs = "".join(f", {e}" for e, _ in ops)
-    cg.line(f"{name}({x}, {wv}, {per}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {dh}, {pt}, {pl}, {wp}, "
-            f"{scratch}{opargs})")
+    cg.line(f"{name}({x}, {wv}, {per}, {o3}, {cc}, {co}, nt, {oh}, {ow}, {kh}, {kw}, {sh}, {sw}, {dh}, {pt}, {pl}, "
+            f"{wp}, {scratch}{opargs})")
     return True
 
 

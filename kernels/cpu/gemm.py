@@ -157,7 +157,8 @@ def line_tiles(lines, ow, k, m, nt):
 
 @njit(parallel=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
 def pad_width_par(x, pl, xp, nt):
-    """xp[b, i, pl + j, c] = x[b, i, j, c], zero in the other columns of xp (its width padding)."""
+    """xp[b, i, pl + j, c] = x[b, i, j, c] for the columns that fit in xp, zero in xp's other columns
+    (its width padding)."""
     n, h, wd, cin = x.shape
     wp = xp.shape[2]
     lines = n * h
@@ -165,9 +166,10 @@ def pad_width_par(x, pl, xp, nt):
     per = -(-lines // tasks)
     xf = x.reshape(-1)
     pf = xp.reshape(-1)
-    row = np.uint64(wd * cin)
-    left = np.uint64(pl * cin)
-    right = np.uint64((wp - pl - wd) * cin)
+    cols = max(0, min(wd, wp - pl))
+    row = np.uint64(cols * cin)
+    left = np.uint64(min(pl, wp) * cin)
+    right = np.uint64((wp - min(pl, wp) - cols) * cin)
     for t in prange(tasks):
         for ln in range(t * per, min(lines, t * per + per)):
             s0 = np.uint64(ln * wd * cin)
