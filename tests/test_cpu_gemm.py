@@ -138,6 +138,7 @@ def _rowconv_model():
     s = k.Input((40, 16), name="seq")
     e = L.Conv1D(32, 3, padding="causal", dilation_rate=1, activation="relu", name="causal")(s)
     f = L.Conv1D(24, 5, padding="same", name="same1d")(e)
+    f = L.Concatenate()([f, L.Conv1D(256, 3, padding="same", name="column_tiles")(e)])   # 40 rows: columns split
     return k.Model([x, s, wide], [a, b, b2, c, d, cat, narrow, short, f, g, g2, stem], name="rowconv")
 
 
@@ -147,7 +148,7 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     run = src[:src.index("_profiled(")]
-    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 13  # not `narrow` nor the 1x1s
+    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 14  # not `narrow` nor the 1x1s
     rng = np.random.default_rng(0)
     before = numba.get_num_threads()
     try:
