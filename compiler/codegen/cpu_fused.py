@@ -81,6 +81,15 @@ def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, b
     return [(f"{cg.ref(name)}.reshape(({dims}))", flags) for name, dims, flags in views]
 
 
+def _driver_operands(cg: "CpuCodegen", node: Node) -> tuple[list, list, str] | None:
+    """(operands as `plan_operands` gives them, their broadcast flags, the driver's parameter list
+    `, a0, a1, ...`) of the node's epilogue, or None if they do not fit the fused drivers."""
+    ops = plan_operands(cg, node)
+    if ops is None:
+        return None
+    return ops, [f for _, f in ops], "".join(f", a{k}" for k in range(len(ops)))
+
+
 def _output(cg: "CpuCodegen", node: Node, out: str) -> tuple[str, int, int]:
     """(the output as a (batch, pixels, width) view, channels, first channel): the node's own buffer,
     or the buffer of the concatenation it is a slice of (plan.py's "slice" storage)."""
@@ -172,13 +181,12 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
     blocks of columns, so that each thread reads only its share of the weights. A task builds the
     im2col rows of its block (or, with column blocks, all tasks share rows built first), multiplies
     with `_pk.sgemm_pk` and applies the epilogue while its tile is in cache."""
-    ops = plan_operands(cg, node)
-    if ops is None:
+    got = _driver_operands(cg, node)
+    if got is None:
         return False
+    ops, flags, args = got
     kdim = int(w.shape[0])
     wv = cg.weight(f"{wkey}@pk", _packed.pack(w))
-    flags = [f for _, f in ops]
-    args = "".join(f", a{k}" for k in range(len(ops)))
     kind = "conv" if im2col else "gemm"
 
     def build(buf: IndentedBuffer) -> None:
@@ -247,16 +255,15 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
     in the output. A conv padded along the width first copies its input into a width-padded buffer
     (1 / (kh * kw) of what im2col writes at stride 1). `geometry` is (oh, ow, kh, kw, sh, sw, dh, pt,
     pl, wp); False if the epilogue's operands do not fit."""
-    ops = plan_operands(cg, node)
-    if ops is None:
+    got = _driver_operands(cg, node)
+    if got is None:
         return False
+    ops, flags, args = got
     oh, ow, kh, kw, sh, sw, dh, pt, pl, wp = geometry
     krow = kw * int(w.shape[2])
     cout = int(w.shape[3])
     per = _packed.packed_size(krow, cout)
     wv = cg.weight(f"{wkey}@rowpk", np.concatenate([_packed.pack(w[p].reshape(krow, cout)) for p in range(kh)]))
-    flags = [f for _, f in ops]
-    args = "".join(f", a{k}" for k in range(len(ops)))
 
     def build(buf: IndentedBuffer) -> None:
         buf.line(f"def {{name}}(x, w, per, o3, C, co, nt, oh, ow, kh, kw, sh, sw, dh, pt, pl, wp, scratch{args}):")
@@ -321,11 +328,10 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
 
 def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geometry: tuple) -> bool:
     """Emit a fused depthwise driver call (rows in parallel, epilogue per row). False if it cannot."""
-    ops = plan_operands(cg, node)
-    if ops is None:
+    got = _driver_operands(cg, node)
+    if got is None:
         return False
-    flags = [f for _, f in ops]
-    args = "".join(f", a{k}" for k in range(len(ops)))
+    ops, flags, args = got
 
     def build(buf: IndentedBuffer) -> None:
         buf.line(f"def {{name}}(x, w, out, sh, sw, dh, dw, pt, pl{args}):")
@@ -355,14 +361,13 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
     transforms its input tiles, runs the 16 GEMMs (against the transformed kernels, each packed for
     `_pk.sgemm_pk`) and the output transform with the epilogue fused. False if the epilogue's operands
     do not fit."""
-    ops = plan_operands(cg, node)
-    if ops is None:
+    got = _driver_operands(cg, node)
+    if got is None:
         return False
+    ops, flags, args = got
     ut = _wino.transform_weights(w)
     u = cg.weight(f"{wkey}@wino", np.concatenate([_packed.pack(ut[e]) for e in range(16)]))
     per = _packed.packed_size(*ut.shape[1:])
-    flags = [f for _, f in ops]
-    args = "".join(f", a{k}" for k in range(len(ops)))
 
     def build(buf: IndentedBuffer) -> None:
         buf.line(f"def {{name}}(x, u, per, o3, C, co, nt, oh, ow, pt, pl, scratch{args}):")
