@@ -116,7 +116,6 @@ def _walk_heaps(buf, size_len: int, name: str) -> None:
         p = end_of_header
         while p < end:
             if p + obj_header > end:        # a tail too small for an object header: free space
-                p = end
                 break
             idx = int.from_bytes(buf[p:p + 2], "little")
             obj_size = int.from_bytes(buf[p + 8:p + obj_header], "little")

@@ -100,8 +100,9 @@ class CpuCodegen:
             return 0
         if groups == 1 and _is_pointwise(n, x, w):
             return 0
-        if groups == 1 and _rowconv(n, x, w) is not None:  # the width-padded input, or im2col rows
-            return max(int(np.prod(x[1:-2], dtype=np.int64)) * _rowconv(n, x, w)[-1] * cig, pixels * taps * cig)
+        row = _rowconv(n, x, w) if groups == 1 else None
+        if row is not None:  # the width-padded input (its lines are row[-1] wide), or im2col rows
+            return max(int(np.prod(x[1:-2], dtype=np.int64)) * row[-1] * cig, pixels * taps * cig)
         if _is_winograd(n, x, w):  # V and M of every tile, or im2col rows if the fused driver can't be used
             tiles = ((n.out.shape[1] + 1) // 2) * ((n.out.shape[2] + 1) // 2)
             return max(16 * (cig + co) * tiles, pixels * taps * cig)
@@ -417,9 +418,8 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
     elif (_is_winograd(node, xs, w.shape) and
           cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch)):
         return
-    elif (groups == 1 and _rowconv(node, xs, w.shape) is not None and
-          cpu_fused.emit_rowconv(cg, node, out, xv, wname, w.reshape((1,) * (4 - w.ndim) + w.shape),
-                                 _rowconv(node, xs, w.shape), scratch)):
+    elif (groups == 1 and (row := _rowconv(node, xs, w.shape)) is not None and
+          cpu_fused.emit_rowconv(cg, node, out, xv, wname, w.reshape((1,) * (4 - w.ndim) + w.shape), row, scratch)):
         return
     elif groups == 1 and _fused_conv(cg, node, out, xv, w, ks, ss, ds, ps, scratch):
         return
