@@ -112,6 +112,48 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
     assert {name: len(f.signatures) for name, f in drivers.items()} == {name: 1 for name in drivers}
 
 
+def _winograd4_model():
+    """3x3 stride-1 convs that take Winograd F(4x4, 3x3): output sizes that are not multiples of 4
+    (partial tiles at the bottom and right), 'same' (tiles over the border) and 'valid', a fused
+    residual, folded BatchNormalization and activation, an output written into a concatenation, 16
+    input channels (the fewest), and one whose output has too few tiles for F(4x4) (F(2x2))."""
+    k = keras()
+    L = k.layers
+    x = k.Input((26, 23, 24), name="img")
+    a = L.Conv2D(32, 3, padding="same", name="same")(x)                        # 26x23: 7x6 tiles
+    a = L.BatchNormalization(name="bn")(a)
+    a = L.Activation("relu")(a)
+    b = L.Conv2D(32, 3, padding="same", use_bias=False, name="residual")(a)
+    b = L.Activation("swish")(L.Add()([a, b]))
+    c = L.Conv2D(17, 3, activation="relu", name="valid")(b)                    # 24x21
+    d = L.Concatenate(name="cat")([L.Conv2D(19, 3, name="in_cat")(L.Conv2D(16, 1)(b)), L.Conv2D(5, 1)(c)])
+    small = L.Conv2D(64, 3, padding="same", name="f2")(L.Conv2D(64, 3, strides=3)(x))  # 9x8: F(2x2)
+    return k.Model(x, [b, c, d, small], name="winograd4")
+
+
+def test_winograd4_convs_match_keras(tmp_path, cache_dir):
+    from oracle import randomize_batchnorm
+    m = _winograd4_model()
+    randomize_batchnorm(m)
+    path, _ = save(m, tmp_path, "keras")
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    src = (cm.path / "model_gen.py").read_text()
+    run = src[:src.index("_profiled(")]
+    assert len(re.findall(r"^\s+_winof\d+\(", run, re.M)) == 4  # same, residual, valid, in_cat
+    assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 1   # f2
+    rng = np.random.default_rng(0)
+    before = numba.get_num_threads()
+    try:
+        for threads, n in ((2, 1), (1, 2), (2, 3)):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            x = rng.standard_normal((n, 26, 23, 24)).astype(np.float32)
+            for got, ref in zip(cm.predict(x), m(x)):
+                ref = np.asarray(ref)
+                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    finally:
+        numba.set_num_threads(before)
+
+
 def _rowconv_model():
     """Dense convs that run on the input lines (no im2col): 'valid' (read in place) and 'same' (a
     width-padded copy), strides and dilation along the height, stride 2 along the width ('same' with
@@ -121,7 +163,7 @@ def _rowconv_model():
     written into a concatenation; and one that keeps im2col: too narrow an output."""
     k = keras()
     L = k.layers
-    x = k.Input((30, 28, 16), name="img")
+    x = k.Input((30, 28, 12), name="img")  # < 16 channels: the 3x3 convs do not take Winograd F(4x4)
     a = L.Conv2D(32, 3, activation="relu", name="valid")(x)                                     # 28x26
     b = L.Conv2D(32, (3, 5), strides=(2, 1), padding="same", name="same_s2")(x)
     b2 = L.Conv2D(16, 3, dilation_rate=(2, 1), padding="same", name="dilated_h")(x)
@@ -154,7 +196,7 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     try:
         for threads, n in ((2, 1), (1, 2), (2, 3)):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            xs = [rng.standard_normal((n, 30, 28, 16)).astype(np.float32),
+            xs = [rng.standard_normal((n, 30, 28, 12)).astype(np.float32),
                   rng.standard_normal((n, 40, 16)).astype(np.float32),
                   rng.standard_normal((n, 12, 60, 16)).astype(np.float32)]
             for got, ref in zip(cm.predict(xs), m(xs)):

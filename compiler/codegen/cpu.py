@@ -103,9 +103,10 @@ class CpuCodegen:
         row = _rowconv(n, x, w) if groups == 1 else None
         if row is not None:  # the width-padded input (its lines are row[-1] wide), or im2col rows
             return max(int(np.prod(x[1:-2], dtype=np.int64)) * row[-1] * cig, pixels * taps * cig)
-        if _is_winograd(n, x, w):  # V and M of every tile, or im2col rows if the fused driver can't be used
-            tiles = ((n.out.shape[1] + 1) // 2) * ((n.out.shape[2] + 1) // 2)
-            return max(16 * (cig + co) * tiles, pixels * taps * cig)
+        wm = _winograd_m(n, x, w)
+        if wm:  # V and M of every tile, or im2col rows if the fused driver can't be used
+            tiles = (-(-n.out.shape[1] // wm)) * (-(-n.out.shape[2] // wm))
+            return max((wm + 2) ** 2 * (cig + co) * tiles, pixels * taps * cig)
         return pixels * taps * cig + (pixels * (co // groups) if groups > 1 else 0)
 
     def slice_ok(self, n: Node) -> bool:
@@ -315,7 +316,22 @@ def _is_depthwise(n: Node, x: tuple, w: tuple) -> bool:
     return len(w) <= 4 and w[-2] == 1 and n.attr("groups", 1) == x[-1] and n.attr("groups", 1) > 1
 
 
-#: Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs with at least this many input channels (fewer:
+#: Winograd for dense 3x3 stride-1 convs (kernels/cpu/winograd.py). F(4x4, 3x3) (4x fewer
+#: multiplications) where the input has at least WINOGRAD4_MIN_CIN channels and the output at least
+#: WINOGRAD4_MIN_TILES 4x4 tiles per sample, or WINOGRAD4_FEW_TILES when its transformed kernels fit
+#: in WINOGRAD4_SMALL_BYTES. Those are 4x the plain ones and every task of tiles reads them all, so
+#: at few tiles per task the weights' trip from L3 costs more than the multiplications saved: inside
+#: ResNet50 (2 Xeon cores) its 14x14 convs (16 tiles, 9.4 MB of kernels) took the model from 27.7 to
+#: 29.7 ms at batch 1 and 404 to 413 ms at batch 16, though alone, their kernels in cache, they ran
+#: 0.38 against 0.48 ms. Alone against the direct conv (batch 1 / 16): 35x35 96 -> 96 0.62 -> 0.30 /
+#: 9.8 -> 4.8 ms; 56x56 64 -> 64 0.68 -> 0.34 / 11.9 -> 5.7; 147x147 32 -> 64 2.55 -> 1.35 / 53 -> 35;
+#: MNIST's 24x24 32 -> 64 (36 tiles, 0.3 MB of kernels) 78 -> 39 us / 1.10 -> 0.55 ms; 55x55 16 -> 64
+#: 0.195 -> 0.137 / 2.9 -> 2.3 ms.
+WINOGRAD4_MIN_CIN = 16
+WINOGRAD4_MIN_TILES = 48
+WINOGRAD4_FEW_TILES = 16
+WINOGRAD4_SMALL_BYTES = 1 << 20
+#: F(2x2, 3x3) (2.25x fewer) for the smaller outputs, with at least this many input channels (fewer:
 #: the transforms cost more than the multiplications they save; a network's first layer) ...
 WINOGRAD_MIN_CIN = 64
 #: ... when it saves at least this factor of multiplications: 16 per 2x2 tile of the output against 9
@@ -329,13 +345,22 @@ WINOGRAD_MIN_SAVING = 1.8
 
 
 def _is_winograd(n: Node, x: tuple, w: tuple) -> bool:
+    return _winograd_m(n, x, w) > 0
+
+
+def _winograd_m(n: Node, x: tuple, w: tuple) -> int:
+    """m of the Winograd F(m x m, 3x3) a conv takes (4 or 2), or 0 if it takes none."""
     if not (len(w) == 4 and tuple(w[:2]) == (3, 3) and n.attr("groups", 1) == 1
             and tuple(n.attr("strides")) == (1, 1) and tuple(n.attr("dilation")) == (1, 1)
-            and w[2] >= WINOGRAD_MIN_CIN and len(n.out.shape) == 4):
-        return False
+            and len(n.out.shape) == 4):
+        return 0
     oh, ow = int(n.out.shape[1]), int(n.out.shape[2])
+    tiles4 = (-(-oh // 4)) * (-(-ow // 4))
+    if w[2] >= WINOGRAD4_MIN_CIN and (tiles4 >= WINOGRAD4_MIN_TILES or (
+            tiles4 >= WINOGRAD4_FEW_TILES and 36 * 4 * int(w[2]) * int(w[3]) <= WINOGRAD4_SMALL_BYTES)):
+        return 4
     tiles = ((oh + 1) // 2) * ((ow + 1) // 2)
-    return 9 * oh * ow >= WINOGRAD_MIN_SAVING * 16 * tiles
+    return 2 if w[2] >= WINOGRAD_MIN_CIN and 9 * oh * ow >= WINOGRAD_MIN_SAVING * 16 * tiles else 0
 
 
 #: dense convs without dilation along the width run as "implicit GEMMs" on the input lines
@@ -415,8 +440,8 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
         if cpu_fused.emit_depthwise(cg, node, ov, xv, wv, ss + ds + ps):
             return
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
-    elif (_is_winograd(node, xs, w.shape) and
-          cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch)):
+    elif ((wm := _winograd_m(node, xs, w.shape)) and
+          cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch, wm)):
         return
     elif (groups == 1 and (row := _rowconv(node, xs, w.shape)) is not None and
           cpu_fused.emit_rowconv(cg, node, out, xv, wname, w.reshape((1,) * (4 - w.ndim) + w.shape), row, scratch)):

@@ -356,17 +356,19 @@ def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geome
 
 
 def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: np.ndarray, pads: tuple,
-                  scratch: str) -> bool:
-    """Emit a fused Winograd F(2x2, 3x3) driver call (kernels/cpu/winograd.py): tasks of tiles, each
-    transforms its input tiles, runs the 16 GEMMs (against the transformed kernels, each packed for
-    `_pk.sgemm_pk`) and the output transform with the epilogue fused. False if the epilogue's operands
-    do not fit."""
+                  scratch: str, m: int = 2) -> bool:
+    """Emit a fused Winograd F(m x m, 3x3) driver call (kernels/cpu/winograd.py): tasks of tiles, each
+    transforms its input tiles, runs the a*a GEMMs (against the transformed kernels, each packed for
+    `_pk.sgemm_pk`) and the output transform, copying a tile's outputs out with the epilogue fused.
+    False if the epilogue's operands do not fit."""
     got = _driver_operands(cg, node)
     if got is None:
         return False
     ops, flags, args = got
-    ut = _wino.transform_weights(w)
-    u = cg.weight(f"{wkey}@wino", np.concatenate([_packed.pack(ut[e]) for e in range(16)]))
+    a = m + 2
+    e2 = a * a
+    ut = _wino.transform_weights(w, m)
+    u = cg.weight(f"{wkey}@wino{m}", np.concatenate([_packed.pack(ut[e]) for e in range(e2)]))
     per = _packed.packed_size(*ut.shape[1:])
 
     def build(buf: IndentedBuffer) -> None:
@@ -374,50 +376,52 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
         with buf.indent():
             buf.line("N, M, LD = o3.shape")
             buf.line("CI = x.shape[3]")
-            buf.line("th = (oh + 1) // 2")
-            buf.line("tw = (ow + 1) // 2")
+            buf.line(f"th = (oh + {m - 1}) // {m}")
+            buf.line(f"tw = (ow + {m - 1}) // {m}")
             buf.line("T = N * th * tw")
             buf.line("o2 = o3.reshape((N * M, LD))")
-            buf.line("chunk = _wino.tile_chunk(T, CI, C, nt)")
+            buf.line(f"chunk = _wino.tile_chunk(T, {e2}, CI, C, nt)")
             buf.line("tasks = (T + chunk - 1) // chunk")
+            buf.line("uco = np.uint64(co)")
+            buf.line("ucc = np.uint64(C)")
 
             def task(b: IndentedBuffer) -> None:
                 b.line("t0 = t * chunk")
                 b.line("t1 = min(T, t0 + chunk)")
                 b.line("cnt = t1 - t0")
-                b.line("base = 16 * (CI + C) * t0")
-                b.line("vv = scratch[base:base + 16 * cnt * CI].reshape((16, cnt, CI))")
-                b.line("mm = scratch[base + 16 * cnt * CI:base + 16 * cnt * (CI + C)].reshape((16, cnt, C))")
-                b.line("_wino.input_tiles(x, t0, t1, th, tw, pt, pl, vv)")
-                b.line("for e in range(16):")
+                b.line(f"base = {e2} * (CI + C) * t0")
+                b.line(f"vv = scratch[base:base + {e2} * cnt * CI].reshape(({e2}, cnt, CI))")
+                b.line(f"mm = scratch[base + {e2} * cnt * CI:base + {e2} * cnt * (CI + C)].reshape(({e2}, cnt, C))")
+                b.line(f"dd = np.empty(({a}, {a}, CI), np.float32)")
+                b.line(f"rr = np.empty(({a}, {a}, CI), np.float32)")
+                b.line(f"_wino.input_tiles{m}(x, t0, t1, th, tw, pt, pl, vv, dd, rr)")
+                b.line(f"for e in range({e2}):")
                 with b.indent():
                     b.line("_pk.sgemm_pk(vv, e * cnt * CI, CI, u, e * per, CI, mm, e * cnt * C, C, cnt, 0, C, _F0)")
-                b.line("s8 = np.empty((8, C), np.float32)")
-                b.line("ys = np.empty((4, C), np.float32)")
+                b.line(f"ss = np.empty(({m}, {a}, C), np.float32)")
+                b.line(f"ys = np.empty(({m * m}, C), np.float32)")
                 b.line("for i in range(cnt):")
                 with b.indent():
                     b.line("tt = t0 + i")
                     b.line("b = tt // (th * tw)")
                     b.line("rem = tt - b * th * tw")
-                    b.line("oi = 2 * (rem // tw)")
-                    b.line("oj = 2 * (rem - (rem // tw) * tw)")
-                    b.line("_wino.output_tile(mm, i, s8, ys)")
-                    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-                        cond = " and ".join(c for c, on in (("oi + 1 < oh", dy), ("oj + 1 < ow", dx)) if on)
-                        if cond:
-                            b.line(f"if {cond}:")
-                            b.level += 1
-                        b.line(f"m = (oi + {dy}) * ow + oj + {dx}")
-                        b.line("r = b * M + m")
-                        b.line("for c in range(C):")
+                    b.line(f"oi = {m} * (rem // tw)")
+                    b.line(f"oj = {m} * (rem - (rem // tw) * tw)")
+                    b.line(f"_wino.output_tile{m}(mm, i, ss, ys)")
+                    b.line(f"for dy in range(min({m}, oh - oi)):")
+                    with b.indent():
+                        b.line(f"for dx in range(min({m}, ow - oj)):")
                         with b.indent():
-                            b.line(f"o2[r, co + c] = ys[{2 * dy + dx}, c]")
-                            if node.epilogue:
-                                _epilogue_lines(cg, node, flags, b, "o2[r, co + c]")
-                        if cond:
-                            b.level -= 1
+                            b.line("m = (oi + dy) * ow + oj + dx")
+                            b.line("r = b * M + m")
+                            b.line(f"k = dy * {m} + dx")
+                            b.line("for c in range(ucc):")
+                            with b.indent():
+                                b.line("o2[r, uco + c] = ys[k, c]")
+                                if node.epilogue:
+                                    _epilogue_lines(cg, node, flags, b, "o2[r, uco + c]", "c")
             _tasks(buf, task)
-    name = _define(cg, "wino", node, flags, build)
+    name = _define(cg, "wino" if m == 2 else "winof", node, flags, build)
     shape = node.out.shape
     o3, cc, co = _output(cg, node, out)
     opargs = "".join(f", {e}" for e, _ in ops)
