@@ -88,9 +88,10 @@ def _depthwise_ref(x, w, s, d, pt, pl, oh, ow, mult):
                                         (5, 1, 1, 1), (1, 2, 1, 1)])
 def test_depthwise_rows_match_a_reference(k, s, d, mult):
     """Every output of a depthwise conv, interior (3x3 fast path: blocks of 4 or 2 outputs, then
-    single ones) and border (pixel by pixel), over sizes and paddings that make each path run."""
+    single ones; vector-IR kernels below 64 channels, masked where channels are not a multiple of 16)
+    and border (pixel by pixel), over sizes and paddings that make each path run."""
     rng = np.random.default_rng(k * 100 + s * 10 + d + mult)
-    for h, wd, c, pad in itertools.product([5, 9, 14], [6, 11, 17], [3, 17, 32, 64], [0, 1, 2]):
+    for h, wd, c, pad in itertools.product([5, 9, 14], [6, 11, 17], [3, 17, 32, 40, 64, 96], [0, 1, 2]):
         x = rng.standard_normal((2, h, wd, c)).astype(np.float32)
         w = rng.standard_normal((k, k, c * mult)).astype(np.float32)
         oh = (h + 2 * pad - d * (k - 1) - 1) // s + 1

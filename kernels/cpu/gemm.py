@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv import FMA_OPTS, OPTS
+from . import dwsimd as _dws
 from .packed import MR
 
 #: bytes of A and C rows per task beyond which a GEMM gets more tasks than threads: a task's im2col
@@ -210,42 +211,12 @@ def _dw3x3_s1_x4(x2, w2, o2, a, r, rs, C):
         o2[r + 3, c] = p3 * w0 + p4 * w1 + p5 * w2_ + q3 * w3 + q4 * w4 + q5 * w5 + s3 * w6 + s4 * w7 + s5 * w8
 
 
-#: channels below which stride-1 3x3 rows take `_dw3x3_s1_run`: LLVM vectorizes the channel loop
-#: of `_dw3x3_s1_x4` 64 channels at a time (8 lanes x 8 interleaved), so fewer run scalar (measured
-#: 1.3 ns per output at 16 and 32 channels, 0.37 ns from 64 on)
-DW_RUN_BELOW = 64
-
-
-@njit(**FMA_OPTS)
-def _dw3x3_s1_run(xf, w2, of, a, r, rs, C, jlo, jhi):
-    """Columns jlo..jhi of one output row of a 3x3 stride-1 depthwise conv with few channels, as one
-    run of flat elements: output element e (pixel e // C, channel e % C) reads input elements
-    e + q*C (+ rs per kernel row) from the input at flat offset `a` (its top-left tap for column 0), and
-    weights repeat with period C, so a block of T = C*k elements is one long vectorizable loop
-    against the weights laid out T wide once."""
-    T = C * max(1, 256 // C)
-    wt = np.empty((9, T), np.float32)
-    for k in range(9):
-        for rep in range(T // C):
-            for c in range(C):
-                wt[k, rep * C + c] = w2[k, c]
-    uc = np.uint64(C)
-    uc2 = uc + uc  # (not 2 * uc: int64 * uint64 is float64 in numba, as in numpy)
-    start = np.uint64(jlo) * uc
-    total = np.uint64(jhi - jlo) * uc
-    s = np.uint64(0)
-    while s < total:
-        n = min(np.uint64(T), total - s)
-        xa = a + start + s
-        oa = r + start + s
-        for e in range(n):
-            x0 = xa + e
-            x1 = x0 + rs
-            x2 = x1 + rs
-            of[oa + e] = (xf[x0] * wt[0, e] + xf[x0 + uc] * wt[1, e] + xf[x0 + uc2] * wt[2, e]
-                          + xf[x1] * wt[3, e] + xf[x1 + uc] * wt[4, e] + xf[x1 + uc2] * wt[5, e]
-                          + xf[x2] * wt[6, e] + xf[x2 + uc] * wt[7, e] + xf[x2 + uc2] * wt[8, e])
-        s += n
+#: channels below which 3x3 rows without dilation take the vector-IR kernels of dwsimd.py (a masked
+#: vector step per 16 channels). Above, `_dw3x3_s1_x4` and `_dw3x3_s2_x2` run level with them or
+#: faster (LLVM vectorizes their channel loops 64 channels at a time, 8 lanes interleaved 8x). On 2
+#: Xeon cores, whole 3x3 convs: 112x112x32 stride 1 112 -> 65 us, stride 2 110 -> 26; 56x56x16 24
+#: -> 16; 56x56x48 40 -> 29; 56x56x8 22 -> 16. (Its 14x14x576 ran 27 us against 20.)
+DW_SIMD_BELOW = 64
 
 
 @njit(**FMA_OPTS)
@@ -308,9 +279,9 @@ def depthwise_row(x, w, out, b, i, sh, sw, dh, dw, pt, pl):
         a0 = (b * h + ih0) * wd - pl
         rs = dh * wd
         j = jlo
-        if dw == 1 and sw == 1 and cout < DW_RUN_BELOW:
-            _dw3x3_s1_run(x.reshape(-1), w2, out.reshape(-1), np.uint64(a0 * cin), np.uint64(r0 * cout),
-                          np.uint64(rs * cin), cout, jlo, jhi)
+        if dw == 1 and sw <= 2 and cout < DW_SIMD_BELOW:
+            _dws.dw3x3_row(x.reshape(-1), w.reshape(-1), out.reshape(-1), a0 * cin, r0 * cout, rs * cin, cout, sw,
+                           jlo, jhi)
             j = jhi
         elif dw == 1 and sw == 1:
             while j + 4 <= jhi:

@@ -1,0 +1,127 @@
+"""3x3 depthwise conv micro-kernels in LLVM vector IR: J adjacent output pixels of one row, all
+channels, VW channels at a time with a masked last block.
+
+numba leaves the channel loop of a plain depthwise kernel to LLVM's loop vectorizer, which takes
+it 64 channels at a time (8 lanes, interleaved 8x) and runs what is left over scalar: MobileNetV2's
+96 and 144 channels ran a third and a ninth of their channels scalar (its 112x112x96 stride-2 conv
+took 235 us). Here every block of channels is one masked vector step, the J outputs share the
+input loads of their overlapping taps, and the multiply-adds are fused (one rounding each, as
+with fastmath "contract" in the loop kernels).
+"""
+import llvmlite.binding as llb
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .conv import OPTS
+
+_AVX512 = "+avx512f" in llb.get_host_cpu_features().flatten().split(",")
+VW = 16 if _AVX512 else 8
+_f32 = ir.FloatType()
+_i32 = ir.IntType(32)
+_i64 = ir.IntType(64)
+_vec = ir.VectorType(_f32, VW)
+
+
+def _make(J: int, sw: int, dw: int, U: int = 2):
+    """Intrinsic `k(x, xoff, rs, w, o, ooff, C)`: for outputs j < J and channels c < C,
+    o[ooff + j*C + c] = sum over taps (p, q) of x[xoff + p*rs + (j*sw + q*dw)*C + c] * w[(p*3 + q)*C + c]
+    (flat element offsets into C-contiguous float32 arrays; rs is the elements between kernel rows)."""
+
+    @intrinsic
+    def k(typingctx, x, xoff, rs, w, o, ooff, C):
+        for arr in (x, w, o):
+            if not isinstance(arr, types.Array) or arr.dtype != types.float32 or arr.layout != "C":
+                return None
+        sig = types.void(x, types.intp, types.intp, w, o, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            vx, xoff_, rs_, vw, vo, ooff_, c_ = args
+            px = builder.gep(context.make_array(signature.args[0])(context, builder, vx).data, [xoff_])
+            pw = context.make_array(signature.args[3])(context, builder, vw).data
+            po = builder.gep(context.make_array(signature.args[4])(context, builder, vo).data, [ooff_])
+            mod = builder.module
+            vty = _vec.as_pointer()
+            mask_ty = ir.VectorType(ir.IntType(1), VW)
+            fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec, [_vec] * 3), f"llvm.fma.v{VW}f32")
+            mload = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(_vec, [vty, _i32, mask_ty, _vec]), f"llvm.masked.load.v{VW}f32.p0")
+            mstore = cgutils.get_or_insert_function(
+                mod, ir.FunctionType(ir.VoidType(), [_vec, vty, _i32, mask_ty]), f"llvm.masked.store.v{VW}f32.p0")
+            zero = ir.Constant(_vec, None)
+            lanes = ir.Constant(ir.VectorType(_i64, VW), list(range(VW)))
+            splat = ir.Constant(ir.VectorType(_i32, VW), [0] * VW)
+            align = ir.Constant(_i32, 4)
+            entry = builder.block
+            loop = builder.append_basic_block("dw_loop")
+            done = builder.append_basic_block("dw_done")
+            builder.cbranch(builder.icmp_signed(">", c_, ir.Constant(_i64, 0)), loop, done)
+            builder.position_at_end(loop)
+            i = builder.phi(_i64)
+            i.add_incoming(ir.Constant(_i64, 0), entry)
+            for u in range(U):
+                iu = builder.add(i, ir.Constant(_i64, u * VW))
+                left = builder.sub(c_, iu)
+                bound = builder.insert_element(ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), left,
+                                               ir.Constant(_i32, 0))
+                bound = builder.shuffle_vector(bound, ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), splat)
+                mask = builder.icmp_signed("<", lanes, bound)
+
+                def load(base, off):
+                    p = builder.bitcast(builder.gep(base, [builder.add(off, iu)]), vty)
+                    return builder.call(mload, [p, align, mask, zero])
+
+                wv = [load(pw, builder.mul(ir.Constant(_i64, t), c_)) for t in range(9)]
+                acc = [None] * J
+                for p in range(3):
+                    rowoff = builder.mul(ir.Constant(_i64, p), rs_)
+                    cols = {}
+                    for j in range(J):
+                        for q in range(3):
+                            col = j * sw + q * dw
+                            if col not in cols:
+                                cols[col] = load(px, builder.add(rowoff, builder.mul(ir.Constant(_i64, col), c_)))
+                            v = cols[col]
+                            t = wv[p * 3 + q]
+                            acc[j] = builder.fmul(v, t) if acc[j] is None else builder.call(fma, [v, t, acc[j]])
+                for j in range(J):
+                    p = builder.bitcast(builder.gep(po, [builder.add(builder.mul(ir.Constant(_i64, j), c_), iu)]), vty)
+                    builder.call(mstore, [acc[j], p, align, mask])
+            i1 = builder.add(i, ir.Constant(_i64, VW * U))
+            i.add_incoming(i1, loop)
+            builder.cbranch(builder.icmp_signed("<", i1, c_), loop, done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return k
+
+
+_s1x4 = _make(4, 1, 1)
+_s2x2 = _make(2, 2, 1)
+_s1x1 = _make(1, 1, 1)
+_s2x1 = _make(1, 2, 1)
+
+
+@njit(**OPTS)
+def dw3x3_row(xf, wf, of, a, r, rs, C, sw, jlo, jhi):
+    """Columns jlo..jhi of one output row of a 3x3 depthwise conv without dilation, stride sw (1 or
+    2) along the width, all taps inside the input: xf, wf, of flat; a is the flat element offset of
+    the top-left tap of column 0, r of output column 0, rs the elements between kernel rows."""
+    j = jlo
+    if sw == 1:
+        while j + 4 <= jhi:
+            _s1x4(xf, a + j * C, rs, wf, of, r + j * C, C)
+            j += 4
+        while j < jhi:
+            _s1x1(xf, a + j * C, rs, wf, of, r + j * C, C)
+            j += 1
+    else:
+        while j + 2 <= jhi:
+            _s2x2(xf, a + 2 * j * C, rs, wf, of, r + j * C, C)
+            j += 2
+        while j < jhi:
+            _s2x1(xf, a + 2 * j * C, rs, wf, of, r + j * C, C)
+            j += 1
