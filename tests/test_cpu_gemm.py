@@ -170,6 +170,9 @@ def _rowconv_model():
     c = L.Conv2D(24, (7, 1), padding="same", name="k7x1")(L.Conv2D(32, 1, name="to32")(x))
     d = L.Conv2D(32, 3, name="top_pad")(L.ZeroPadding2D(((5, 0), (1, 1)))(x))
     d = L.Activation("tanh")(L.Add()([d, L.Conv2D(32, 1, name="res")(L.ZeroPadding2D(((3, 0), (0, 0)))(x))]))
+    # epilogues the GEMM applies in registers: on lines whose kernel rows all lie in the padding too
+    d6 = L.Conv2D(32, 3, activation="relu6", name="top_pad_relu6")(L.ZeroPadding2D(((5, 0), (1, 1)))(x))
+    r2 = L.ReLU()(L.Add()([L.Conv2D(32, 3, padding="same", name="res_relu")(x), L.Conv2D(32, 1)(x)]))
     cat = L.Concatenate(name="cat")([L.Conv2D(8, 3, padding="same", name="in_cat")(x), L.Conv2D(5, 1)(x)])
     narrow = L.Conv2D(8, 3, padding="same", name="narrow")(L.Cropping2D(((0, 0), (0, 16)))(x))  # 12 wide
     short = L.Conv2D(8, 3, padding="same", name="short")(L.Conv2D(3, 1)(x))                   # 9 per row
@@ -181,7 +184,7 @@ def _rowconv_model():
     e = L.Conv1D(32, 3, padding="causal", dilation_rate=1, activation="relu", name="causal")(s)
     f = L.Conv1D(24, 5, padding="same", name="same1d")(e)
     f = L.Concatenate()([f, L.Conv1D(256, 3, padding="same", name="column_tiles")(e)])   # 40 rows: columns split
-    return k.Model([x, s, wide], [a, b, b2, c, d, cat, narrow, short, f, g, g2, stem], name="rowconv")
+    return k.Model([x, s, wide], [a, b, b2, c, d, cat, narrow, short, f, g, g2, stem, d6, r2], name="rowconv")
 
 
 def test_row_convs_match_keras(tmp_path, cache_dir):
@@ -190,7 +193,8 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     run = src[:src.index("_profiled(")]
-    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 14  # not `narrow` nor the 1x1s
+    assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 16  # not `narrow` nor the 1x1s
+    assert "sgemm_pk_ep(" in src
     rng = np.random.default_rng(0)
     before = numba.get_num_threads()
     try:

@@ -66,6 +66,34 @@ def test_packed_layout():
     assert (panels[1, :, 40 - P.NR:] == 0).all()
 
 
+def test_gemm_epilogue_in_registers_matches_numpy():
+    """sgemm_pk_ep: every combination of the epilogue bits (bias, residual, clamp below, clamp above)
+    over row counts of every micro-kernel, partial panels, K = 0 and sliced K, a first column past
+    the first panel; columns beyond the block untouched; NaN stays NaN through the clamps."""
+    rng = np.random.default_rng(5)
+    for m, k, n, c0, ep in itertools.product([1, 5, 13, 30], [0, 3, 300], [1, 20, 45], [0, 32], range(16)):
+        wide = c0 + n + 3
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((k, wide)).astype(np.float32)
+        bias = rng.standard_normal(wide + 5).astype(np.float32)
+        res = rng.standard_normal((m, n + 7)).astype(np.float32)
+        c = np.full((m, n + 4), np.nan, np.float32)
+        P.sgemm_pk_ep(a, 0, k, P.pack(w), 0, k, c, 0, n + 4, m, c0, n, np.float32(0), bias, c0 + 2, res, 1, n + 7,
+                      -0.5, 0.7, ep)
+        ref = a.astype(np.float64) @ w[:, c0:c0 + n]
+        ref = ref + bias[c0 + 2:c0 + 2 + n] if ep & P.EP_BIAS else ref
+        ref = ref + res[:, 1:1 + n] if ep & P.EP_RES else ref
+        ref = np.maximum(ref, -0.5) if ep & P.EP_LO else ref
+        ref = np.minimum(ref, 0.7) if ep & P.EP_HI else ref
+        np.testing.assert_allclose(c[:, :n], ref, atol=1e-4, err_msg=f"{m}x{k}x{n} at {c0}, bits {ep}")
+        assert np.isnan(c[:, n:]).all()
+    a = np.full((3, 4), np.nan, np.float32)
+    c = np.zeros((3, 40), np.float32)
+    P.sgemm_pk_ep(a, 0, 4, P.pack(np.ones((4, 40), np.float32)), 0, 4, c, 0, 40, 3, 0, 40, np.float32(0),
+                  np.zeros(40, np.float32), 0, c, 0, 0, 0.0, 6.0, P.EP_BIAS | P.EP_LO | P.EP_HI)
+    assert np.isnan(c).all()
+
+
 @numba.njit(cache=False)
 def _depthwise(x, w, out, sh, sw, dh, dw, pt, pl):
     for b in range(out.shape[0]):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...kernels.cpu import packed as _packed
 from ...kernels.cpu import winograd as _wino
-from ..ir import Node
+from ..ir import Node, Op
 from .common import IndentedBuffer, step_lines
 
 if TYPE_CHECKING:
@@ -171,6 +171,43 @@ def _tasks(buf: IndentedBuffer, task_body) -> None:
             task_body(buf)
 
 
+def _register_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple]) -> tuple | None:
+    """The node's epilogue as the GEMM's own (`_pk.sgemm_pk_ep`: applied to the output block in
+    registers), or None if it is not of that form: in this order and each optional, + a bias per
+    channel, + a residual of the output's shape, ReLU (no slope or threshold; max_value a clamp).
+    Returns (bias operand index or None, residual operand index or None, lo, hi, EP_* bits)."""
+    bias = res = None
+    lo, hi, ep = 0.0, 0.0, 0
+    k = 0
+    stage = 0
+    for s in node.epilogue:
+        if s.operand is not None:
+            name = node.inputs[s.operand]
+            dtype = (cg.g.params[name].dtype if name in cg.g.params else np.dtype(cg.values[name].dtype))
+            if s.op is not Op.ADD or dtype != np.float32:
+                return None
+            f = flags[k]
+            if f == (True, True, False) and stage < 1 and int(cg.shape(name)[-1]) == int(node.out.shape[-1]):
+                bias, stage = k, 1
+            elif f == (False, False, False) and stage < 2:
+                res, stage = k, 2
+            else:
+                return None
+            k += 1
+        elif s.op is Op.RELU and stage < 3 and not s.attr("negative_slope", 0.0) and not s.attr("threshold", 0.0):
+            mv = s.attr("max_value")
+            lo, ep, stage = 0.0, ep | _packed.EP_LO, 3
+            if mv is not None:
+                hi, ep = float(mv), ep | _packed.EP_HI
+        else:
+            return None
+    if bias is not None:
+        ep |= _packed.EP_BIAS
+    if res is not None:
+        ep |= _packed.EP_RES
+    return bias, res, lo, hi, ep
+
+
 def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.ndarray,
               im2col: tuple | None) -> bool:
     """Emit a fused GEMM driver call: rows of `x2` (or im2col rows of x when `im2col` is given:
@@ -188,6 +225,7 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
     kdim = int(w.shape[0])
     wv = cg.weight(f"{wkey}@pk", _packed.pack(w))
     kind = "conv" if im2col else "gemm"
+    reg = _register_epilogue(cg, node, flags) if node.epilogue else None
 
     def build(buf: IndentedBuffer) -> None:
         head = ("x, w, K, o3, C, co, nt, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, scratch" if im2col
@@ -230,8 +268,15 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
                                "a[ao:ao + (r1 - r0) * K].reshape((r1 - r0, K)))")
                 else:
                     b.line("ao = r0 * K")
-                b.line("_pk.sgemm_pk(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
-                _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
+                if reg is None:
+                    b.line("_pk.sgemm_pk(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
+                    _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
+                else:
+                    bias, res, lo, hi, ep = reg
+                    bv, bo = (f"a{bias}.reshape(-1)", "c0") if bias is not None else ("o2", "0")
+                    rv, ro = (f"a{res}.reshape(-1)", "r0 * C + c0") if res is not None else ("o2", "0")
+                    b.line(f"_pk.sgemm_pk_ep(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0, "
+                           f"{bv}, {bo}, {rv}, {ro}, C, {cg.c(lo)}, {cg.c(hi)}, {ep})")
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)
     o3, cc, co = _output(cg, node, out)
@@ -264,6 +309,7 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
     cout = int(w.shape[3])
     per = _packed.packed_size(krow, cout)
     wv = cg.weight(f"{wkey}@rowpk", np.concatenate([_packed.pack(w[p].reshape(krow, cout)) for p in range(kh)]))
+    reg = _register_epilogue(cg, node, flags) if node.epilogue else None
 
     def build(buf: IndentedBuffer) -> None:
         buf.line(f"def {{name}}(x, w, per, o3, C, co, nt, oh, ow, kh, kw, sh, sw, dh, pt, pl, wp, scratch{args}):")
@@ -299,13 +345,34 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
                     b.line("bi = ln // oh")
                     b.line("i = ln - bi * oh")
                     b.line("first = True")
+                    if reg is not None:  # the epilogue goes with the line's last GEMM
+                        bias, res, lo, hi, ep = reg
+                        bv, bo = (f"a{bias}.reshape(-1)", "c0") if bias is not None else ("o2", "0")
+                        rv, ro = (f"a{res}.reshape(-1)", "ln * ow * C + c0") if res is not None else ("o2", "0")
+                        b.line("plast = -1")
+                        b.line("for p in range(kh):")
+                        with b.indent():
+                            b.line("ih = i * sh - pt + p * dh")
+                            b.line("if ih >= 0 and ih < h:")
+                            with b.indent():
+                                b.line("plast = p")
                     b.line("for p in range(kh):")
                     with b.indent():
                         b.line("ih = i * sh - pt + p * dh")
                         b.line("if ih >= 0 and ih < h:")
                         with b.indent():
-                            b.line("_pk.sgemm_pk(xf, (bi * h + ih) * lw * cin, sw * cin, w, p * per, KR, o2, "
-                                   "ln * ow * LD + co + c0, LD, ow, c0, c1 - c0, _F0 if first else _F1)")
+                            call = ("xf, (bi * h + ih) * lw * cin, sw * cin, w, p * per, KR, o2, "
+                                    "ln * ow * LD + co + c0, LD, ow, c0, c1 - c0, _F0 if first else _F1")
+                            if reg is None:
+                                b.line(f"_pk.sgemm_pk({call})")
+                            else:
+                                b.line("if p == plast:")
+                                with b.indent():
+                                    b.line(f"_pk.sgemm_pk_ep({call}, {bv}, {bo}, {rv}, {ro}, C, {cg.c(lo)}, "
+                                           f"{cg.c(hi)}, {ep})")
+                                b.line("else:")
+                                with b.indent():
+                                    b.line(f"_pk.sgemm_pk({call})")
                             b.line("first = False")
                     b.line("if first:  # every kernel row in the padding")
                     with b.indent():
@@ -314,9 +381,14 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
                             b.line("for c in range(c0, c1):")
                             with b.indent():
                                 b.line("o2[r, co + c] = 0.0")
-                b.line("r0 = l0 * ow")
-                b.line("r1 = l1 * ow")
-                _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
+                        if reg is not None:
+                            b.line("r0 = ln * ow")
+                            b.line("r1 = r0 + ow")
+                            _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
+                if reg is None:
+                    b.line("r0 = l0 * ow")
+                    b.line("r1 = l1 * ow")
+                    _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
             _tasks(buf, task)
     name = _define(cg, "rowconv", node, flags, build)
     o3, cc, co = _output(cg, node, out)
