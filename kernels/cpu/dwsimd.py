@@ -1,12 +1,13 @@
 """3x3 depthwise conv micro-kernels in LLVM vector IR: J adjacent output pixels of one row, all
-channels, VW channels at a time with a masked last block.
+channels, U blocks of VW channels per step (two independent chains of multiply-adds per output),
+each block masked, so channels need not be a multiple of VW.
 
 numba leaves the channel loop of a plain depthwise kernel to LLVM's loop vectorizer, which takes
-it 64 channels at a time (8 lanes, interleaved 8x) and runs what is left over scalar: MobileNetV2's
-96 and 144 channels ran a third and a ninth of their channels scalar (its 112x112x96 stride-2 conv
-took 235 us). Here every block of channels is one masked vector step, the J outputs share the
-input loads of their overlapping taps, and the multiply-adds are fused (one rounding each, as
-with fastmath "contract" in the loop kernels).
+it 64 channels at a time (8 lanes, interleaved 8x) and runs what is left over scalar, so below 64
+channels nothing of it was vectorized. Here every block of channels is one masked vector step, the J
+outputs share the input loads of their overlapping taps, and the multiply-adds are fused (one
+rounding each, as with fastmath "contract" in the loop kernels). gemm.py uses these below
+DW_SIMD_BELOW channels; above, the loop kernels measured level or faster.
 """
 import llvmlite.binding as llb
 from llvmlite import ir
@@ -101,8 +102,7 @@ def _make(J: int, sw: int, dw: int, U: int = 2):
 
 _s1x4 = _make(4, 1, 1)
 _s2x2 = _make(2, 2, 1)
-_s1x1 = _make(1, 1, 1)
-_s2x1 = _make(1, 2, 1)
+_x1 = _make(1, 1, 1)  # one output: the stride does not enter
 
 
 @njit(**OPTS)
@@ -116,12 +116,12 @@ def dw3x3_row(xf, wf, of, a, r, rs, C, sw, jlo, jhi):
             _s1x4(xf, a + j * C, rs, wf, of, r + j * C, C)
             j += 4
         while j < jhi:
-            _s1x1(xf, a + j * C, rs, wf, of, r + j * C, C)
+            _x1(xf, a + j * C, rs, wf, of, r + j * C, C)
             j += 1
     else:
         while j + 2 <= jhi:
             _s2x2(xf, a + 2 * j * C, rs, wf, of, r + j * C, C)
             j += 2
         while j < jhi:
-            _s2x1(xf, a + 2 * j * C, rs, wf, of, r + j * C, C)
+            _x1(xf, a + 2 * j * C, rs, wf, of, r + j * C, C)
             j += 1
