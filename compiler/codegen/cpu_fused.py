@@ -208,6 +208,16 @@ def _register_epilogue(cg: "CpuCodegen", node: Node, flags: list[tuple]) -> tupl
     return bias, res, lo, hi, ep
 
 
+def _register_args(cg: "CpuCodegen", reg: tuple, row: str) -> str:
+    """The epilogue arguments of a `_pk.sgemm_pk_ep` call for `_register_epilogue`'s `reg`, on a block
+    of the output from row `row` and column c0 (operands a0, a1, ... of the driver; `o2` stands in
+    for an operand the epilogue has not)."""
+    bias, res, lo, hi, ep = reg
+    bv, bo = (f"a{bias}.reshape(-1)", "c0") if bias is not None else ("o2", "0")
+    rv, ro = (f"a{res}.reshape(-1)", f"{row} * C + c0") if res is not None else ("o2", "0")
+    return f", {bv}, {bo}, {rv}, {ro}, C, {cg.c(lo)}, {cg.c(hi)}, {ep}"
+
+
 def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.ndarray,
               im2col: tuple | None) -> bool:
     """Emit a fused GEMM driver call: rows of `x2` (or im2col rows of x when `im2col` is given:
@@ -272,11 +282,8 @@ def emit_gemm(cg: "CpuCodegen", node: Node, out: str, x2: str, wkey: str, w: np.
                     b.line("_pk.sgemm_pk(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0)")
                     _row_epilogue(cg, node, flags, b, ("c0", "c1"), "co")
                 else:
-                    bias, res, lo, hi, ep = reg
-                    bv, bo = (f"a{bias}.reshape(-1)", "c0") if bias is not None else ("o2", "0")
-                    rv, ro = (f"a{res}.reshape(-1)", "r0 * C + c0") if res is not None else ("o2", "0")
-                    b.line(f"_pk.sgemm_pk_ep(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0, "
-                           f"{bv}, {bo}, {rv}, {ro}, C, {cg.c(lo)}, {cg.c(hi)}, {ep})")
+                    b.line("_pk.sgemm_pk_ep(a, ao, K, w, 0, K, o2, r0 * LD + co + c0, LD, r1 - r0, c0, c1 - c0, _F0"
+                           f"{_register_args(cg, reg, 'r0')})")
             _tasks(buf, task)
     name = _define(cg, kind, node, flags, build)
     o3, cc, co = _output(cg, node, out)
@@ -346,9 +353,6 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
                     b.line("i = ln - bi * oh")
                     b.line("first = True")
                     if reg is not None:  # the epilogue goes with the line's last GEMM
-                        bias, res, lo, hi, ep = reg
-                        bv, bo = (f"a{bias}.reshape(-1)", "c0") if bias is not None else ("o2", "0")
-                        rv, ro = (f"a{res}.reshape(-1)", "ln * ow * C + c0") if res is not None else ("o2", "0")
                         b.line("plast = -1")
                         b.line("for p in range(kh):")
                         with b.indent():
@@ -368,8 +372,7 @@ def emit_rowconv(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: n
                             else:
                                 b.line("if p == plast:")
                                 with b.indent():
-                                    b.line(f"_pk.sgemm_pk_ep({call}, {bv}, {bo}, {rv}, {ro}, C, {cg.c(lo)}, "
-                                           f"{cg.c(hi)}, {ep})")
+                                    b.line(f"_pk.sgemm_pk_ep({call}{_register_args(cg, reg, 'ln * ow')})")
                                 b.line("else:")
                                 with b.indent():
                                     b.line(f"_pk.sgemm_pk({call})")

@@ -9,20 +9,12 @@ outputs share the input loads of their overlapping taps, and the multiply-adds a
 rounding each, as with fastmath "contract" in the loop kernels). gemm.py uses these below
 DW_SIMD_BELOW channels; above, the loop kernels measured level or faster.
 """
-import llvmlite.binding as llb
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .conv import OPTS
-
-_AVX512 = "+avx512f" in llb.get_host_cpu_features().flatten().split(",")
-VW = 16 if _AVX512 else 8
-_f32 = ir.FloatType()
-_i32 = ir.IntType(32)
-_i64 = ir.IntType(64)
-_vec = ir.VectorType(_f32, VW)
+from .vecir import I64, VW, VecOps
 
 
 def _make(J: int, sw: int, dw: int, U: int = 2):
@@ -42,54 +34,38 @@ def _make(J: int, sw: int, dw: int, U: int = 2):
             px = builder.gep(context.make_array(signature.args[0])(context, builder, vx).data, [xoff_])
             pw = context.make_array(signature.args[3])(context, builder, vw).data
             po = builder.gep(context.make_array(signature.args[4])(context, builder, vo).data, [ooff_])
-            mod = builder.module
-            vty = _vec.as_pointer()
-            mask_ty = ir.VectorType(ir.IntType(1), VW)
-            fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec, [_vec] * 3), f"llvm.fma.v{VW}f32")
-            mload = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(_vec, [vty, _i32, mask_ty, _vec]), f"llvm.masked.load.v{VW}f32.p0")
-            mstore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [_vec, vty, _i32, mask_ty]), f"llvm.masked.store.v{VW}f32.p0")
-            zero = ir.Constant(_vec, None)
-            lanes = ir.Constant(ir.VectorType(_i64, VW), list(range(VW)))
-            splat = ir.Constant(ir.VectorType(_i32, VW), [0] * VW)
-            align = ir.Constant(_i32, 4)
+            ops = VecOps(builder)
             entry = builder.block
             loop = builder.append_basic_block("dw_loop")
             done = builder.append_basic_block("dw_done")
-            builder.cbranch(builder.icmp_signed(">", c_, ir.Constant(_i64, 0)), loop, done)
+            builder.cbranch(builder.icmp_signed(">", c_, ir.Constant(I64, 0)), loop, done)
             builder.position_at_end(loop)
-            i = builder.phi(_i64)
-            i.add_incoming(ir.Constant(_i64, 0), entry)
+            i = builder.phi(I64)
+            i.add_incoming(ir.Constant(I64, 0), entry)
             for u in range(U):
-                iu = builder.add(i, ir.Constant(_i64, u * VW))
-                left = builder.sub(c_, iu)
-                bound = builder.insert_element(ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), left,
-                                               ir.Constant(_i32, 0))
-                bound = builder.shuffle_vector(bound, ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), splat)
-                mask = builder.icmp_signed("<", lanes, bound)
+                iu = builder.add(i, ir.Constant(I64, u * VW))
+                mask = ops.lanes_below(builder.sub(c_, iu))
 
-                def load(base, off):
-                    p = builder.bitcast(builder.gep(base, [builder.add(off, iu)]), vty)
-                    return builder.call(mload, [p, align, mask, zero])
+                def at(base, off):
+                    return builder.gep(base, [builder.add(off, iu)])
 
-                wv = [load(pw, builder.mul(ir.Constant(_i64, t), c_)) for t in range(9)]
+                wv = [ops.load(at(pw, builder.mul(ir.Constant(I64, t), c_)), mask) for t in range(9)]
                 acc = [None] * J
                 for p in range(3):
-                    rowoff = builder.mul(ir.Constant(_i64, p), rs_)
+                    rowoff = builder.mul(ir.Constant(I64, p), rs_)
                     cols = {}
                     for j in range(J):
                         for q in range(3):
                             col = j * sw + q * dw
                             if col not in cols:
-                                cols[col] = load(px, builder.add(rowoff, builder.mul(ir.Constant(_i64, col), c_)))
+                                off = builder.add(rowoff, builder.mul(ir.Constant(I64, col), c_))
+                                cols[col] = ops.load(at(px, off), mask)
                             v = cols[col]
                             t = wv[p * 3 + q]
-                            acc[j] = builder.fmul(v, t) if acc[j] is None else builder.call(fma, [v, t, acc[j]])
+                            acc[j] = builder.fmul(v, t) if acc[j] is None else ops.fma(v, t, acc[j])
                 for j in range(J):
-                    p = builder.bitcast(builder.gep(po, [builder.add(builder.mul(ir.Constant(_i64, j), c_), iu)]), vty)
-                    builder.call(mstore, [acc[j], p, align, mask])
-            i1 = builder.add(i, ir.Constant(_i64, VW * U))
+                    ops.store(acc[j], at(po, builder.mul(ir.Constant(I64, j), c_)), mask)
+            i1 = builder.add(i, ir.Constant(I64, VW * U))
             i.add_incoming(i1, loop)
             builder.cbranch(builder.icmp_signed("<", i1, c_), loop, done)
             builder.position_at_end(done)

@@ -28,15 +28,15 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .conv import OPTS
+from .vecir import AVX512, F32, I32, I64, MASK, VEC, VW, VecOps
 
 #: columns per panel (two AVX-512 vectors)
 NR = 32
-_AVX512 = "+avx512f" in llb.get_host_cpu_features().flatten().split(",")
-#: floats per vector register, rows per micro-kernel: 12 x 2 zmm accumulators with AVX-512 (24 of
-#: 32 registers: 14 loads per 24 FMAs; against 6 x 2, 10-20% more GFLOP/s on a 2-FMA-port Xeon,
-#: 186-204 GFLOP/s per core on conv-shaped GEMMs); without it 3 x 4 ymm (12 of 16)
-VW = 16 if _AVX512 else 8
-MR = 12 if _AVX512 else 3
+#: rows per micro-kernel (VW, floats per vector register, comes from vecir.py): 12 x 2 zmm
+#: accumulators with AVX-512 (24 of 32 registers: 14 loads per 24 FMAs; against 6 x 2, 10-20% more
+#: GFLOP/s on a 2-FMA-port Xeon, 186-204 GFLOP/s per core on conv-shaped GEMMs); without it 3 x 4
+#: ymm (12 of 16)
+MR = 12 if AVX512 else 3
 #: depth of a slice of K (K is cut into equal slices of at most KC), rows of A per block: a 256-deep
 #: slice of a panel is 32 KiB, in L1 beside the rows of A (deep GEMMs, 196 x 2304 x 256: 183
 #: GFLOP/s per core against 170 with 512-deep slices)
@@ -60,10 +60,6 @@ EP_RES = 2
 EP_LO = 4
 EP_HI = 8
 
-_f32 = ir.FloatType()
-_i64 = ir.IntType(64)
-_i32 = ir.IntType(32)
-_vec = ir.VectorType(_f32, VW)
 _NV = NR // VW
 
 
@@ -101,53 +97,46 @@ def _make_micro(mr: int):
                          types.float32, types.float32)
 
         def codegen(context, builder, signature, args):
-            va, aoff_, lda_, vb, boff_, vc, coff_, ldc_, kc_, cols_, add_, ep_, vbias, bo_, vres, ro_, ldr_, lo_, hi_ = args
+            (va, aoff_, lda_, vb, boff_, vc, coff_, ldc_, kc_, cols_, add_, ep_, vbias, bo_, vres, ro_, ldr_, lo_,
+             hi_) = args
             pa = _ptr(context, builder, signature.args[0], va, aoff_)
             pb = _ptr(context, builder, signature.args[3], vb, boff_)
             pc = _ptr(context, builder, signature.args[5], vc, coff_)
             pbias = _ptr(context, builder, signature.args[12], vbias, bo_)
             pres = _ptr(context, builder, signature.args[14], vres, ro_)
             mod = builder.module
-            vty = _vec.as_pointer()
-            fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec, [_vec] * 3), f"llvm.fma.v{VW}f32")
-            mask_ty = ir.VectorType(ir.IntType(1), VW)
-            mload = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(_vec, [vty, _i32, mask_ty, _vec]), f"llvm.masked.load.v{VW}f32.p0")
-            mstore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [_vec, vty, _i32, mask_ty]), f"llvm.masked.store.v{VW}f32.p0")
-            zero = ir.Constant(_vec, None)
-            splat = ir.Constant(ir.VectorType(_i32, VW), [0] * VW)
+            vty = VEC.as_pointer()
+            ops = VecOps(builder)
+            zero = ops.zero
             entry = builder.block
             loop = builder.append_basic_block("pk_loop")
             done = builder.append_basic_block("pk_done")
-            builder.cbranch(builder.icmp_signed(">", kc_, ir.Constant(_i64, 0)), loop, done)
+            builder.cbranch(builder.icmp_signed(">", kc_, ir.Constant(I64, 0)), loop, done)
 
             builder.position_at_end(loop)
-            k = builder.phi(_i64)
-            k.add_incoming(ir.Constant(_i64, 0), entry)
+            k = builder.phi(I64)
+            k.add_incoming(ir.Constant(I64, 0), entry)
             acc = []
             for _ in range(mr * _NV):
-                p = builder.phi(_vec)
+                p = builder.phi(VEC)
                 p.add_incoming(zero, entry)
                 acc.append(p)
-            brow = builder.gep(pb, [builder.mul(k, ir.Constant(_i64, NR))])
+            brow = builder.gep(pb, [builder.mul(k, ir.Constant(I64, NR))])
             i8p = ir.IntType(8).as_pointer()
-            pf = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.VoidType(), [i8p, _i32, _i32, _i32]),
+            pf = cgutils.get_or_insert_function(mod, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]),
                                                 "llvm.prefetch.p0")
             for h in range(0, NR, 16):
-                ahead = builder.bitcast(builder.gep(brow, [ir.Constant(_i64, PF_AHEAD * NR + h)]), i8p)
-                builder.call(pf, [ahead, ir.Constant(_i32, 0), ir.Constant(_i32, 3), ir.Constant(_i32, 1)])
-            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(_i64, h * VW)]), vty), align=4)
+                ahead = builder.bitcast(builder.gep(brow, [ir.Constant(I64, PF_AHEAD * NR + h)]), i8p)
+                builder.call(pf, [ahead, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
+            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(I64, h * VW)]), vty), align=4)
                   for h in range(_NV)]
             new = []
             for i in range(mr):
-                x = builder.load(builder.gep(pa, [builder.add(builder.mul(ir.Constant(_i64, i), lda_), k)]), align=4)
-                xv = builder.shuffle_vector(builder.insert_element(ir.Constant(_vec, ir.Undefined), x,
-                                                                   ir.Constant(_i32, 0)),
-                                            ir.Constant(_vec, ir.Undefined), splat)
+                x = builder.load(builder.gep(pa, [builder.add(builder.mul(ir.Constant(I64, i), lda_), k)]), align=4)
+                xv = ops.splat(x)
                 for h in range(_NV):
-                    new.append(builder.call(fma, [xv, bv[h], acc[i * _NV + h]]))
-            k1 = builder.add(k, ir.Constant(_i64, 1))
+                    new.append(ops.fma(xv, bv[h], acc[i * _NV + h]))
+            k1 = builder.add(k, ir.Constant(I64, 1))
             k.add_incoming(k1, loop)
             for p, v in zip(acc, new):
                 p.add_incoming(v, loop)
@@ -156,56 +145,39 @@ def _make_micro(mr: int):
             builder.position_at_end(done)
             fin = []
             for i in range(mr * _NV):
-                p = builder.phi(_vec)
+                p = builder.phi(VEC)
                 p.add_incoming(zero, entry)
                 p.add_incoming(new[i], loop)
                 fin.append(p)
-            isadd = builder.icmp_signed("!=", add_, ir.Constant(_i64, 0))
-            full = builder.icmp_signed(">=", cols_, ir.Constant(_i64, NR))
-            lanes = ir.Constant(ir.VectorType(_i64, VW), list(range(VW)))
-            i1v = ir.VectorType(ir.IntType(1), VW)
+            isadd = builder.icmp_signed("!=", add_, ir.Constant(I64, 0))
+            full = builder.icmp_signed(">=", cols_, ir.Constant(I64, NR))
 
             def bit(flag):
-                on = builder.icmp_signed("!=", builder.and_(ep_, ir.Constant(_i64, flag)), ir.Constant(_i64, 0))
-                return on, builder.shuffle_vector(builder.insert_element(ir.Constant(i1v, ir.Undefined), on,
-                                                                         ir.Constant(_i32, 0)),
-                                                  ir.Constant(i1v, ir.Undefined), splat)
+                on = builder.icmp_signed("!=", builder.and_(ep_, ir.Constant(I64, flag)), ir.Constant(I64, 0))
+                return on, ops.splat_bit(on)
             has_bias, has_bias_v = bit(EP_BIAS)
             has_res, has_res_v = bit(EP_RES)
-            has_lo, _ = bit(EP_LO)
-            has_hi, _ = bit(EP_HI)
-
-            def splat_f(x):
-                return builder.shuffle_vector(builder.insert_element(ir.Constant(_vec, ir.Undefined), x,
-                                                                     ir.Constant(_i32, 0)),
-                                              ir.Constant(_vec, ir.Undefined), splat)
-            lov, hiv = splat_f(lo_), splat_f(hi_)
+            _, has_lo_v = bit(EP_LO)
+            _, has_hi_v = bit(EP_HI)
+            lov, hiv = ops.splat(lo_), ops.splat(hi_)
 
             def epilogue(v, i, h, mask):
                 # masked loads with the flag's lanes off touch no memory: bias and res may be anything
                 # when their bit is clear
-                bptr = builder.bitcast(builder.gep(pbias, [ir.Constant(_i64, h * VW)]), vty)
-                bv = builder.call(mload, [bptr, ir.Constant(_i32, 4), builder.and_(mask, has_bias_v), zero])
+                bv = ops.load(builder.gep(pbias, [ir.Constant(I64, h * VW)]), builder.and_(mask, has_bias_v))
                 v = builder.select(has_bias, builder.fadd(v, bv), v)
-                roff = builder.add(builder.mul(ir.Constant(_i64, i), ldr_), ir.Constant(_i64, h * VW))
-                rptr = builder.bitcast(builder.gep(pres, [roff]), vty)
-                rv = builder.call(mload, [rptr, ir.Constant(_i32, 4), builder.and_(mask, has_res_v), zero])
+                roff = builder.add(builder.mul(ir.Constant(I64, i), ldr_), ir.Constant(I64, h * VW))
+                rv = ops.load(builder.gep(pres, [roff]), builder.and_(mask, has_res_v))
                 v = builder.select(has_res, builder.fadd(v, rv), v)
-                below = builder.and_(builder.fcmp_ordered("<", v, lov), builder.shuffle_vector(
-                    builder.insert_element(ir.Constant(i1v, ir.Undefined), has_lo, ir.Constant(_i32, 0)),
-                    ir.Constant(i1v, ir.Undefined), splat))
-                v = builder.select(below, lov, v)
-                above = builder.and_(builder.fcmp_ordered(">", v, hiv), builder.shuffle_vector(
-                    builder.insert_element(ir.Constant(i1v, ir.Undefined), has_hi, ir.Constant(_i32, 0)),
-                    ir.Constant(i1v, ir.Undefined), splat))
-                return builder.select(above, hiv, v)
+                v = builder.select(builder.and_(builder.fcmp_ordered("<", v, lov), has_lo_v), lov, v)
+                return builder.select(builder.and_(builder.fcmp_ordered(">", v, hiv), has_hi_v), hiv, v)
 
-            all_on = ir.Constant(i1v, [1] * VW)
+            all_on = ir.Constant(MASK, [1] * VW)
             with builder.if_else(full) as (whole, part):
                 with whole:
                     for i in range(mr):
                         for h in range(_NV):
-                            off = builder.add(builder.mul(ir.Constant(_i64, i), ldc_), ir.Constant(_i64, h * VW))
+                            off = builder.add(builder.mul(ir.Constant(I64, i), ldc_), ir.Constant(I64, h * VW))
                             ptr = builder.bitcast(builder.gep(pc, [off]), vty)
                             v = fin[i * _NV + h]
                             v = builder.select(isadd, builder.fadd(builder.load(ptr, align=4), v), v)
@@ -213,19 +185,13 @@ def _make_micro(mr: int):
                             builder.store(v, ptr, align=4)
                 with part:  # the last panel of a block: only `cols` columns exist in C
                     for h in range(_NV):
-                        left = builder.sub(cols_, ir.Constant(_i64, h * VW))
-                        bound = builder.insert_element(ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), left,
-                                                       ir.Constant(_i32, 0))
-                        bound = builder.shuffle_vector(bound, ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), splat)
-                        mask = builder.icmp_signed("<", lanes, bound)
+                        mask = ops.lanes_below(builder.sub(cols_, ir.Constant(I64, h * VW)))
                         for i in range(mr):
-                            off = builder.add(builder.mul(ir.Constant(_i64, i), ldc_), ir.Constant(_i64, h * VW))
-                            ptr = builder.bitcast(builder.gep(pc, [off]), vty)
+                            off = builder.add(builder.mul(ir.Constant(I64, i), ldc_), ir.Constant(I64, h * VW))
+                            ptr = builder.gep(pc, [off])
                             v = fin[i * _NV + h]
-                            old = builder.call(mload, [ptr, ir.Constant(_i32, 4), mask, zero])
-                            v = builder.select(isadd, builder.fadd(old, v), v)
-                            v = epilogue(v, i, h, mask)
-                            builder.call(mstore, [v, ptr, ir.Constant(_i32, 4), mask])
+                            v = builder.select(isadd, builder.fadd(ops.load(ptr, mask), v), v)
+                            ops.store(epilogue(v, i, h, mask), ptr, mask)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -346,10 +312,10 @@ def _call(typingctx, a, a_off, lda, bp, b_off, k, c, c_off, ldc, m, n, beta, bia
     def codegen(context, builder, signature, args):
         (va, a_off_, lda_, vb, b_off_, k_, vc, c_off_, ldc_, m_, n_, beta_, vbias, bias_off_, vres, res_off_, ldr_,
          lo_, hi_, ep_) = args
-        fp = _f32.as_pointer()
+        fp = F32.as_pointer()
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [fp, _i64, fp, _i64, fp, _i64, _i64, _i64, _f32,
-                                                            fp, fp, _i64, _f32, _f32, _i64]), SYMBOL)
+            builder.module, ir.FunctionType(ir.VoidType(), [fp, I64, fp, I64, fp, I64, I64, I64, F32,
+                                                            fp, fp, I64, F32, F32, I64]), SYMBOL)
         pa = _ptr(context, builder, signature.args[0], va, a_off_)
         pb = _ptr(context, builder, signature.args[3], vb, b_off_)
         pc = _ptr(context, builder, signature.args[6], vc, c_off_)

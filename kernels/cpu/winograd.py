@@ -17,14 +17,13 @@ outputs of a map from one pass over its inputs). The output transform leaves a t
 small buffer; the node's epilogue is applied as the generated driver (codegen/cpu_fused.py) copies
 them out, so that the output is written once.
 """
-import llvmlite.binding as llb
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .conv import OPTS
+from .vecir import I64, VEC, VW, VecOps
 
 #: (B^T, G, A^T) of F(m x m, 3x3) by m: U = G g G^T, V = B^T d B, Y = A^T (U . V) A
 MATRICES = {
@@ -69,14 +68,6 @@ def tile_chunk(tiles, e, c, k, nt):
     return max(1, -(-tiles // tasks))
 
 
-_AVX512 = "+avx512f" in llb.get_host_cpu_features().flatten().split(",")
-VW = 16 if _AVX512 else 8
-_f32 = ir.FloatType()
-_i32 = ir.IntType(32)
-_i64 = ir.IntType(64)
-_vec = ir.VectorType(_f32, VW)
-
-
 def _make_lincomb(t: np.ndarray):
     """An intrinsic `lc(src, soff, sstride, dst, doff, dstride, n)`: for every output row r of the
     constant matrix t, dst[doff + r*dstride + c] = sum_j t[r, j] * src[soff + j*sstride + c] for c
@@ -97,50 +88,33 @@ def _make_lincomb(t: np.ndarray):
             vs, soff_, sstr_, vd, doff_, dstr_, n_ = args
             ps = builder.gep(context.make_array(signature.args[0])(context, builder, vs).data, [soff_])
             pd = builder.gep(context.make_array(signature.args[3])(context, builder, vd).data, [doff_])
-            mod = builder.module
-            vty = _vec.as_pointer()
-            mask_ty = ir.VectorType(ir.IntType(1), VW)
-            fma = cgutils.get_or_insert_function(mod, ir.FunctionType(_vec, [_vec] * 3), f"llvm.fma.v{VW}f32")
-            mload = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(_vec, [vty, _i32, mask_ty, _vec]), f"llvm.masked.load.v{VW}f32.p0")
-            mstore = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(ir.VoidType(), [_vec, vty, _i32, mask_ty]), f"llvm.masked.store.v{VW}f32.p0")
-            zero = ir.Constant(_vec, None)
-            lanes = ir.Constant(ir.VectorType(_i64, VW), list(range(VW)))
-            splat = ir.Constant(ir.VectorType(_i32, VW), [0] * VW)
+            ops = VecOps(builder)
             entry = builder.block
             loop = builder.append_basic_block("lc_loop")
             done = builder.append_basic_block("lc_done")
-            builder.cbranch(builder.icmp_signed(">", n_, ir.Constant(_i64, 0)), loop, done)
+            builder.cbranch(builder.icmp_signed(">", n_, ir.Constant(I64, 0)), loop, done)
             builder.position_at_end(loop)
-            i = builder.phi(_i64)
-            i.add_incoming(ir.Constant(_i64, 0), entry)
-            left = builder.sub(n_, i)
-            bound = builder.insert_element(ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), left,
-                                           ir.Constant(_i32, 0))
-            bound = builder.shuffle_vector(bound, ir.Constant(ir.VectorType(_i64, VW), ir.Undefined), splat)
-            mask = builder.icmp_signed("<", lanes, bound)
-            vals = {}
-            for j in used:
-                p = builder.bitcast(builder.gep(ps, [builder.add(builder.mul(ir.Constant(_i64, j), sstr_), i)]), vty)
-                vals[j] = builder.call(mload, [p, ir.Constant(_i32, 4), mask, zero])
+            i = builder.phi(I64)
+            i.add_incoming(ir.Constant(I64, 0), entry)
+            mask = ops.lanes_below(builder.sub(n_, i))
+            vals = {j: ops.load(builder.gep(ps, [builder.add(builder.mul(ir.Constant(I64, j), sstr_), i)]), mask)
+                    for j in used}
             for r, row in enumerate(rows):
                 acc = None
                 for j, c in row:
                     v = vals[j]
                     if acc is None:
-                        acc = v if c == 1.0 else builder.fneg(v) if c == -1.0 else builder.fmul(v, ir.Constant(_vec, [c] * VW))
+                        acc = (v if c == 1.0 else builder.fneg(v) if c == -1.0
+                               else builder.fmul(v, ir.Constant(VEC, [c] * VW)))
                     elif c == 1.0:
                         acc = builder.fadd(acc, v)
                     elif c == -1.0:
                         acc = builder.fsub(acc, v)
                     else:
-                        acc = builder.call(fma, [v, ir.Constant(_vec, [c] * VW), acc])
-                if acc is None:
-                    acc = zero
-                p = builder.bitcast(builder.gep(pd, [builder.add(builder.mul(ir.Constant(_i64, r), dstr_), i)]), vty)
-                builder.call(mstore, [acc, p, ir.Constant(_i32, 4), mask])
-            i1 = builder.add(i, ir.Constant(_i64, VW))
+                        acc = ops.fma(v, ir.Constant(VEC, [c] * VW), acc)
+                ops.store(ops.zero if acc is None else acc,
+                          builder.gep(pd, [builder.add(builder.mul(ir.Constant(I64, r), dstr_), i)]), mask)
+            i1 = builder.add(i, ir.Constant(I64, VW))
             i.add_incoming(i1, loop)
             builder.cbranch(builder.icmp_signed("<", i1, n_), loop, done)
             builder.position_at_end(done)
