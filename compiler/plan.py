@@ -12,6 +12,9 @@ Storage kinds:
   the last axis: the node that makes this value writes it straight into the concatenation's buffer
   (rows of the concatenation's width), and the concatenation copies nothing for it. Only for values
   the concatenation alone reads, made by nodes the backend can write so (`slice_ok`).
+- ("pooled", name): not stored; the node that makes this value pools it on the fly into value `name`,
+  the output of the pooling node that alone reads it (the backend's `pooled` pairs). `name` is
+  allocated when this value's node runs, so it never shares memory with that node's inputs.
 """
 from __future__ import annotations
 
@@ -106,10 +109,13 @@ def _slices(g: Graph, values: dict, taken: set, slice_ok: Callable[[Node], bool]
 
 def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = None,
                 in_place_ok: Callable[[Node], bool] | None = None,
-                slice_ok: Callable[[Node], bool] | None = None) -> Plan:
+                slice_ok: Callable[[Node], bool] | None = None, pooled: dict[str, str] | None = None) -> Plan:
     """Assign storage to every value of `g`; `scratch_size(node, values)` is the backend's per-sample
     scratch need of a node; `in_place_ok(node)` says whether it may write over its first input;
-    `slice_ok(node)` whether it can write its output into a concatenation's buffer."""
+    `slice_ok(node)` whether it can write its output into a concatenation's buffer; `pooled` maps a
+    value to the output of the pooling node (its only reader, the next node) that its own node
+    writes instead of it."""
+    pooled = pooled or {}
     plan = Plan()
     values = g.values()
     inputs = {v.name: k for k, v in enumerate(g.inputs)}
@@ -159,12 +165,15 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
         name = n.out.name
         if plan.storage.get(name, ("",))[0] == "alias":
             continue
-        if name in slices:
+        if name in pooled:  # its node writes the pooling's output: allocated now, before its inputs go
+            allocate(pooled[name])
+            plan.storage[name] = ("pooled", pooled[name])
+        elif name in slices:
             parent, off = slices[name]
             if parent not in plan.storage:  # the first part made: the concatenation's buffer from here on
                 allocate(parent)
             plan.storage[name] = ("slice", (parent, off))
-        elif name in plan.storage:  # a concatenation whose buffer its parts made
+        elif name in plan.storage:  # a concatenation whose buffer its parts made, or a fused pooling
             pass
         elif name not in out_index and (main := in_place(n, idx)) is not None:
             live[name] = live.pop(main)

@@ -154,6 +154,49 @@ def test_winograd4_convs_match_keras(tmp_path, cache_dir):
         numba.set_num_threads(before)
 
 
+def _winograd_pool_model():
+    """2x2 stride-2 poolings that run inside the Winograd driver of the conv before them (max and
+    average; F(4x4) and F(2x2); odd output sizes, whose last row or column no window reads; the
+    activation and a folded BatchNormalization before the pooling), and ones that must not: a
+    residual operand per pixel, a second reader of the conv's output, 'same' padding on an odd size."""
+    k = keras()
+    L = k.layers
+    x = k.Input((26, 23, 24), name="img")
+    a = L.MaxPooling2D(2)(L.Conv2D(32, 3, padding="same", activation="relu", name="max_f4")(x))         # 26x23
+    b = L.AveragePooling2D(2)(L.BatchNormalization()(L.Conv2D(16, 3, name="avg_f4")(x)))               # 24x21
+    s = L.Conv2D(64, 3, strides=3)(x)                                                                  # 8x7x64
+    c = L.MaxPooling2D(2)(L.Conv2D(64, 3, padding="same", activation="tanh", name="max_f2")(s))       # F(2x2)
+    d = L.MaxPooling2D(2)(L.Add()([L.Conv2D(24, 3, padding="same", name="residual")(x), x]))
+    t = L.Conv2D(32, 3, padding="same", name="two_readers")(x)
+    e1, e2 = L.MaxPooling2D(2)(t), L.GlobalAveragePooling2D()(t)
+    f = L.MaxPooling2D(2, padding="same")(L.Conv2D(32, 3, padding="same", name="same_pool")(x))
+    return k.Model(x, [a, b, c, d, e1, e2, f], name="winograd_pool")
+
+
+def test_winograd_pooling_fused_matches_keras(tmp_path, cache_dir):
+    from oracle import randomize_batchnorm
+    m = _winograd_pool_model()
+    randomize_batchnorm(m)
+    path, _ = save(m, tmp_path, "keras")
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    src = (cm.path / "model_gen.py").read_text()
+    run = src[:src.index("_profiled(")]
+    assert len(re.findall(r"^\s+_winofp\d+\(", run, re.M)) == 2  # max_f4, avg_f4
+    assert len(re.findall(r"^\s+_winop\d+\(", run, re.M)) == 1   # max_f2
+    assert len(re.findall(r"^\s+_winof\d+\(", run, re.M)) == 3   # residual, two_readers, same_pool
+    rng = np.random.default_rng(1)
+    before = numba.get_num_threads()
+    try:
+        for threads, n in ((2, 1), (1, 2), (2, 3)):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            x = rng.standard_normal((n, 26, 23, 24)).astype(np.float32)
+            for got, ref in zip(cm.predict(x), m(x)):
+                ref = np.asarray(ref)
+                assert got.shape == ref.shape
+                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    finally:
+        numba.set_num_threads(before)
+
 def _rowconv_model():
     """Dense convs that run on the input lines (no im2col): 'valid' (read in place) and 'same' (a
     width-padded copy), strides and dilation along the height, stride 2 along the width ('same' with

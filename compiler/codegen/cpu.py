@@ -43,8 +43,11 @@ class CpuCodegen:
         self.g = g
         self.values = g.values()
         self.state_slots = state_layout(g)  # stateful node -> (offset, size) in the state buffer
+        #: conv output -> the pooling node that alone reads it, pooled by the conv's own driver
+        self.pooled: dict[str, Node] = _fused_pools(self)
         self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok,
-                                slice_ok=self.slice_ok)
+                                slice_ok=self.slice_ok,
+                                pooled={k: p.out.name for k, p in self.pooled.items()})
         self.blob = Blob()
         self.c = Constants()
         self.kernels: dict[str, str] = {}   # kernel body (name-free) -> function name
@@ -178,6 +181,8 @@ class CpuCodegen:
         kind, where = self.plan.storage[name]
         if kind == "slice":  # written into the concatenation's buffer by its node (cpu_fused._output)
             return self.ref(where[0])
+        if kind == "pooled":  # its node writes the pooling's output (`_fused_pools`)
+            return self.ref(where)
         v = self.values[name]
         dims = ", ".join(["n"] + [str(d) for d in v.shape[1:]])
         var = f"v{self.nvar}"
@@ -392,6 +397,31 @@ def _rowconv(n: Node, x: tuple, w: tuple) -> tuple | None:
             int(pads[1][0]), (ow - 1) * int(ss[1]) + int(ks[1]))
 
 
+def _fused_pools(cg: CpuCodegen) -> dict[str, Node]:
+    """Convs whose 2x2 stride-2 pooling (max or average, no padding) runs inside their Winograd
+    driver: each output tile pools its own windows (a tile's origin is even, so windows never straddle
+    two tiles) and the conv's full-size output is never written nor read again. The pooling must be the
+    conv's only reader and the next node (its output is allocated when the conv runs), and the conv's
+    epilogue operands per channel (the epilogue runs on the tile before it is pooled)."""
+    g, res = cg.g, {}
+    consumers = g.consumers()
+    outputs = set(g.outputs)
+    for n, p in zip(g.nodes, g.nodes[1:]):
+        if not (n.op is Op.CONV and p.op in (Op.MAXPOOL, Op.AVGPOOL) and p.inputs[0] == n.out.name
+                and len(consumers.get(n.out.name, [])) == 1 and n.out.name not in outputs
+                and len(n.out.shape) == 4 and tuple(p.attr("pool")) == (2, 2) and tuple(p.attr("strides")) == (2, 2)
+                and all(tuple(q) == (0, 0) for q in p.attr("pads"))):
+            continue
+        w = g.params.get(n.inputs[1])
+        if w is None or not _winograd_m(n, cg.shape(n.inputs[0]), w.shape):
+            continue
+        views = cpu_fused.operand_views(cg, n)
+        if views is None or not all(fm for _, _, (_, fm, _) in views):
+            continue
+        res[n.out.name] = p
+    return res
+
+
 def _is_pointwise(n: Node, x: tuple, w: tuple) -> bool:
     return (len(w) <= 4 and all(k == 1 for k in w[:-2]) and all(s == 1 for s in n.attr("strides"))
             and all(tuple(p) == (0, 0) for p in n.attr("pads")))
@@ -441,7 +471,7 @@ def emit_conv(cg: CpuCodegen, node: Node, out: str) -> None:
             return
         cg.line(f"_conv.depthwise2d({xv}, {wv}, {ov}, {', '.join(str(v) for v in ss + ds + ps)})")
     elif ((wm := _winograd_m(node, xs, w.shape)) and
-          cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch, wm)):
+          cpu_fused.emit_winograd(cg, node, out, xv, wname, w, ps, scratch, wm, cg.pooled.get(node.out.name))):
         return
     elif (groups == 1 and (row := _rowconv(node, xs, w.shape)) is not None and
           cpu_fused.emit_rowconv(cg, node, out, xv, wname, w.reshape((1,) * (4 - w.ndim) + w.shape), row, scratch)):
@@ -509,6 +539,9 @@ def emit_fused(cg: CpuCodegen, node: Node, out: str) -> None:
 
 
 def emit_pool(cg: CpuCodegen, node: Node, out: str) -> None:
+    if node.inputs[0] in cg.pooled:
+        cg.line("# pooled by the conv before it")
+        return
     rank = len(node.attr("pool"))
     target = 3 if rank == 3 else 2
     ks = _lead(node.attr("pool"), rank, target, 1)

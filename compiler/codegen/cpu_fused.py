@@ -32,7 +32,7 @@ def _three(shape: tuple) -> tuple[tuple, tuple, tuple]:
     return (0,), tuple(range(1, r - 1)), (r - 1,)
 
 
-def _operand_views(cg: "CpuCodegen", node: Node) -> list[tuple[str, str, tuple[bool, bool, bool]]] | None:
+def operand_views(cg: "CpuCodegen", node: Node) -> list[tuple[str, str, tuple[bool, bool, bool]]] | None:
     """(value, 3D view dims, broadcast flags) of each epilogue operand, or None if one does not fit."""
     out = node.out.shape
     groups = _three(out)
@@ -70,12 +70,12 @@ def _operand_views(cg: "CpuCodegen", node: Node) -> list[tuple[str, str, tuple[b
 
 def operands_fit(cg: "CpuCodegen", node: Node) -> bool:
     """Whether the fused drivers can take the node's epilogue operands (no code is emitted)."""
-    return _operand_views(cg, node) is not None
+    return operand_views(cg, node) is not None
 
 
 def plan_operands(cg: "CpuCodegen", node: Node) -> list[tuple[str, tuple[bool, bool, bool]]] | None:
     """(3D view expression, broadcast flags) of each epilogue operand, or None if one does not fit."""
-    views = _operand_views(cg, node)
+    views = operand_views(cg, node)
     if views is None:
         return None
     return [(f"{cg.ref(name)}.reshape(({dims}))", flags) for name, dims, flags in views]
@@ -431,10 +431,12 @@ def emit_depthwise(cg: "CpuCodegen", node: Node, out: str, x: str, w: str, geome
 
 
 def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: np.ndarray, pads: tuple,
-                  scratch: str, m: int = 2) -> bool:
+                  scratch: str, m: int = 2, pool: Node | None = None) -> bool:
     """Emit a fused Winograd F(m x m, 3x3) driver call (kernels/cpu/winograd.py): tasks of tiles, each
     transforms its input tiles, runs the a*a GEMMs (against the transformed kernels, each packed for
     `_pk.sgemm_pk`) and the output transform, copying a tile's outputs out with the epilogue fused.
+    With `pool` (a 2x2 stride-2 max or average pooling, cpu.py `_fused_pools`) a tile is pooled after
+    its epilogue and only the pooled values are stored, into `out`, the pooling's output.
     False if the epilogue's operands do not fit."""
     got = _driver_operands(cg, node)
     if got is None:
@@ -446,6 +448,50 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
     u = cg.weight(f"{wkey}@wino{m}", np.concatenate([_packed.pack(ut[e]) for e in range(e2)]))
     per = _packed.packed_size(*ut.shape[1:])
 
+    def store(b: IndentedBuffer) -> None:
+        """The tile's outputs (ys, m*m pixels x C) to o2, with the epilogue."""
+        b.line(f"for dy in range(min({m}, oh - oi)):")
+        with b.indent():
+            b.line(f"for dx in range(min({m}, ow - oj)):")
+            with b.indent():
+                b.line("m = (oi + dy) * ow + oj + dx")
+                b.line("r = b * M + m")
+                b.line(f"k = dy * {m} + dx")
+                b.line("for c in range(ucc):")
+                with b.indent():
+                    b.line("o2[r, uco + c] = ys[k, c]")
+                    if node.epilogue:
+                        _epilogue_lines(cg, node, flags, b, "o2[r, uco + c]", "c")
+
+    def store_pooled(b: IndentedBuffer) -> None:
+        """The epilogue on the tile in place (its operands are per channel), then each 2x2 window
+        whose pixels all lie in the output (a pooling without padding drops an odd last row or
+        column) to o2 (rows of the pooled output): the max (NaN wins, as in kernels/cpu/pool.py)
+        or the mean."""
+        if node.epilogue:
+            b.line("m = 0")
+            b.line(f"for k in range({m * m}):")
+            with b.indent():
+                b.line("for c in range(ucc):")
+                with b.indent():
+                    _epilogue_lines(cg, node, flags, b, "ys[k, c]", "c")
+        b.line(f"for py in range(oi // 2, min(oi + {m}, 2 * ph) // 2):")
+        with b.indent():
+            b.line(f"for px in range(oj // 2, min(oj + {m}, 2 * pw) // 2):")
+            with b.indent():
+                b.line(f"k = (2 * py - oi) * {m} + 2 * px - oj")
+                b.line("r = b * M + py * pw + px")
+                b.line("for c in range(ucc):")
+                with b.indent():
+                    if pool.op is Op.MAXPOOL:
+                        b.line("v = ys[k, c]")
+                        for d in ("1", f"{m}", f"{m + 1}"):
+                            b.line(f"q = ys[k + {d}, c]")
+                            b.line("v = q if (q > v or q != q) else v")
+                    else:
+                        b.line(f"v = (ys[k, c] + ys[k + 1, c] + ys[k + {m}, c] + ys[k + {m + 1}, c]) * _Q")
+                    b.line("o2[r, uco + c] = v")
+
     def build(buf: IndentedBuffer) -> None:
         buf.line(f"def {{name}}(x, u, per, o3, C, co, nt, oh, ow, pt, pl, scratch{args}):")
         with buf.indent():
@@ -453,6 +499,10 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
             buf.line("CI = x.shape[3]")
             buf.line(f"th = (oh + {m - 1}) // {m}")
             buf.line(f"tw = (ow + {m - 1}) // {m}")
+            if pool is not None:
+                buf.line("ph = oh // 2")
+                buf.line("pw = ow // 2")
+                buf.line("_Q = np.float32(0.25)")
             buf.line("T = N * th * tw")
             buf.line("o2 = o3.reshape((N * M, LD))")
             buf.line(f"chunk = _wino.tile_chunk(T, {e2}, CI, C, nt)")
@@ -483,22 +533,12 @@ def emit_winograd(cg: "CpuCodegen", node: Node, out: str, x: str, wkey: str, w: 
                     b.line(f"oi = {m} * (rem // tw)")
                     b.line(f"oj = {m} * (rem - (rem // tw) * tw)")
                     b.line(f"_wino.output_tile{m}(mm, i, ss, ys)")
-                    b.line(f"for dy in range(min({m}, oh - oi)):")
-                    with b.indent():
-                        b.line(f"for dx in range(min({m}, ow - oj)):")
-                        with b.indent():
-                            b.line("m = (oi + dy) * ow + oj + dx")
-                            b.line("r = b * M + m")
-                            b.line(f"k = dy * {m} + dx")
-                            b.line("for c in range(ucc):")
-                            with b.indent():
-                                b.line("o2[r, uco + c] = ys[k, c]")
-                                if node.epilogue:
-                                    _epilogue_lines(cg, node, flags, b, "o2[r, uco + c]", "c")
+                    (store if pool is None else store_pooled)(b)
             _tasks(buf, task)
-    name = _define(cg, "wino" if m == 2 else "winof", node, flags, build)
+    kind = ("wino" if m == 2 else "winof") + ("" if pool is None else "p")
+    name = _define(cg, kind, node, flags, build)
     shape = node.out.shape
-    o3, cc, co = _output(cg, node, out)
+    o3, cc, co = _output(cg, node if pool is None else pool, out)
     opargs = "".join(f", {e}" for e, _ in ops)
     cg.line(f"{name}({x}, {u}, {per}, {o3}, {cc}, {co}, nt, {shape[1]}, {shape[2]}, {pads[0]}, {pads[1]}, "
             f"{scratch}{opargs})")
