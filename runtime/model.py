@@ -62,6 +62,10 @@ class CompiledModel:
         self.input_shapes: list[tuple] = [tuple(i["shape"]) for i in m["inputs"]]
         self.output_shapes: list[tuple] = [tuple(o["shape"]) for o in m["outputs"]]
         self.input_dtypes: list[np.dtype] = [np.dtype(i["dtype"]) for i in m["inputs"]]
+        self._output_inner = [tuple(s[1:]) for s in self.output_shapes]
+        #: (shape past the batch, dtype) of a model with one input: `predict`'s check-free path
+        self._one_input = (tuple(self.input_shapes[0][1:]), self.input_dtypes[0], len(self.input_shapes[0])) \
+            if len(self.input_shapes) == 1 else None
         self._arena_per_sample = int(m["arena_per_sample"])
         self._cache_limit = cache_limit_bytes(self._arena_per_sample, m.get("flops_per_sample"))
         # Stateful RNNs: their states persist across predict calls in this buffer (batch-major like the
@@ -155,12 +159,17 @@ class CompiledModel:
         An iterator or generator of batches (more data than fits in memory) gives a generator of
         results instead: see `predict_iter`.
         """
-        from .batches import is_batch_stream
-        if is_batch_stream(x):
-            return self.predict_iter(x)
-        xs = self._normalize(x)
+        one = self._one_input
+        if (one is not None and type(x) is np.ndarray and x.ndim == one[2] and x.shape[1:] == one[0]
+                and x.dtype == one[1] and x.flags.c_contiguous and x.flags.writeable):
+            xs = [x]  # the common call, one array as the model takes it: what `_normalize` would give
+        else:
+            from .batches import is_batch_stream
+            if is_batch_stream(x):
+                return self.predict_iter(x)
+            xs = self._normalize(x)
         n = int(xs[0].shape[0])
-        outs = [np.empty((n,) + tuple(s[1:]), np.float32) for s in self.output_shapes]
+        outs = [np.empty((n,) + s, np.float32) for s in self._output_inner]
         if n:
             nt = threads.threads()  # numba's thread count for this calling thread (numba.set_num_threads)
             with self._call_lock:

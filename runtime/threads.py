@@ -70,9 +70,19 @@ def threads() -> int:
     """Threads the generated code splits its parallel work for: numba's count for the calling thread
     (`numba.set_num_threads`, `NUMBA_NUM_THREADS`). Passed into `run`: calling numba's
     `get_num_threads()` inside jitted code would make the cached module uncacheable."""
-    import numba
+    global _count
+    if _count is None:
+        import numba
+        from numba.np.ufunc import parallel
 
-    return int(numba.get_num_threads())
+        numba.get_num_threads()  # launches the pool (once), under numba's locks
+        # afterwards the count is one C call: numba's own getter takes two locks per call, and in
+        # `predict` at batch 1 every microsecond of Python counts (MNIST's whole call is ~130 us)
+        _count = getattr(parallel, "_get_num_threads", None) or numba.get_num_threads
+    return int(_count())
+
+
+_count = None
 
 
 def needs_lock() -> bool:
