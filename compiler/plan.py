@@ -109,13 +109,17 @@ def _slices(g: Graph, values: dict, taken: set, slice_ok: Callable[[Node], bool]
 
 def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = None,
                 in_place_ok: Callable[[Node], bool] | None = None,
-                slice_ok: Callable[[Node], bool] | None = None, pooled: dict[str, str] | None = None) -> Plan:
+                slice_ok: Callable[[Node], bool] | None = None, pooled: dict[str, str] | None = None,
+                together: set[int] | None = None) -> Plan:
     """Assign storage to every value of `g`; `scratch_size(node, values)` is the backend's per-sample
     scratch need of a node; `in_place_ok(node)` says whether it may write over its first input;
     `slice_ok(node)` whether it can write its output into a concatenation's buffer; `pooled` maps a
     value to the output of the pooling node (its only reader, the next node) that its own node
-    writes instead of it."""
+    writes instead of it; `together` holds the positions of nodes that run at the same time as the
+    next node: nothing either reads, writes or uses as scratch is freed before both are done."""
     pooled = pooled or {}
+    together = together or set()
+    pending: list[tuple[int, int]] = []  # blocks to free once the running group of nodes is done
     plan = Plan()
     values = g.values()
     inputs = {v.name: k for k, v in enumerate(g.inputs)}
@@ -185,12 +189,16 @@ def plan_memory(g: Graph, scratch_size: Callable[[Node, dict], int] | None = Non
         if need:
             off = arena.alloc(need)
             plan.scratch[name] = (off, need)
-            arena.release(off, need)
+            pending.append((off, need))
         for i in set(n.inputs):
             r = plan.root(i) if i in values else None
             if r in live and last.get(r) == idx and r != name:
-                arena.release(*live.pop(r))
+                pending.append(live.pop(r))
         if name in live and name not in last and name not in out_index:
-            arena.release(*live.pop(name))  # a value nobody reads (an unused branch)
+            pending.append(live.pop(name))  # a value nobody reads (an unused branch)
+        if idx not in together:
+            for block in pending:
+                arena.release(*block)
+            pending.clear()
     plan.arena_per_sample = arena.top
     return plan

@@ -423,3 +423,72 @@ def test_keras2_recurrent_model(cache_dir):
         g = graph_of(tuple(fixtures / f for f in files))
         assert str(g) == str(base), files
         assert_matches(interpret(g, [ref["x"]]), [ref["y"]], f"keras2 rnn {files} [interpreted]")
+
+
+def test_bidirectional_directions_run_together(tmp_path, cache_dir):
+    """The two directions of every Bidirectional layer, and other recurrences that do not read each
+    other, run at once in one parallel region (cpu_seq `group_recurrences`, `emit_rnn_group`); a
+    recurrence that reads another's sequence never runs with it; nothing that one member of a run
+    writes (its output, its scratch) shares memory with anything another member reads or writes;
+    Keras's numbers at 1 and 2 threads; the profile still names each node."""
+    import re
+
+    import numba
+    from kerasjit.compiler.codegen.cpu import CpuCodegen
+    from kerasjit.compiler.ir import Op
+    from kerasjit.runtime.profile import profile
+    from layer_check import graph_of
+
+    k = keras()
+    L = k.layers
+    seq = k.Input((6, 3), name="seq")
+    a = L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi_lstm")(seq)
+    b = L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru")(a)        # reads both of bi_lstm
+    c = L.LSTM(2, name="chained")(L.SimpleRNN(3, return_sequences=True, name="first")(seq))
+    model = randomize(k.Model(seq, [b, c], name="bi_runs"))
+    path, _ = save(model, tmp_path, "keras")
+
+    cg = CpuCodegen(graph_of((path,)))
+    g, values = cg.g, cg.g.values()
+    runs = {tuple(r) for r in cg.rnn_groups.values()}
+    producers = g.producers()
+    layers = sorted(sorted(producers[o].layer.split("/")[0] for o in r) for r in runs)
+    assert layers == [["bi_gru", "bi_gru"], ["bi_lstm", "bi_lstm"]], layers
+
+    def blocks(n, writes_only):
+        out = []
+        for v in [n.out.name] + ([] if writes_only else [i for i in n.inputs if i in values]):
+            kind, where = cg.plan.storage[cg.plan.root(v)]
+            if kind == "arena":
+                out.append((where, where + values[cg.plan.root(v)].per_sample()))
+        if n.out.name in cg.plan.scratch:
+            off, size = cg.plan.scratch[n.out.name]
+            out.append((off, off + size))
+        return out
+
+    for run in runs:
+        members = [producers[o] for o in run]
+        for x in members:
+            for y in members:
+                if x is y:
+                    continue
+                assert x.op is Op.RNN and x.out.name not in y.inputs
+                for lo, hi in blocks(x, True):
+                    for lo2, hi2 in blocks(y, False):
+                        assert hi <= lo2 or hi2 <= lo, f"{x.layer} and {y.layer} share arena [{lo}, {hi})"
+
+    cm = kerasjit.compile(path, cache_dir=cache_dir)
+    src = (cm.path / "model_gen.py").read_text()
+    assert len(re.findall(r"^\s+_rnns\d+\(", src[:src.index("_profiled(")], re.M)) == 2
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            for n in (1, 3):
+                x = floats((n, 6, 3), seed=n)[0]
+                assert_matches(cm.predict(x), keras_predict(model, x), f"bi_runs threads={threads} batch={n}")
+    finally:
+        numba.set_num_threads(before)
+    rows = profile(cm, floats((1, 6, 3), seed=1)[0], repeats=2)
+    assert [r["layer"] for r in rows] == [n["layer"] for n in cm.manifest["nodes"]]
+    assert {r["layer"] for r in rows if r["op"] == "rnn"} >= {"first", "chained"}

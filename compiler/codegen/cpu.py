@@ -21,9 +21,10 @@ from ..plan import Plan, plan_memory
 from . import cpu_fused
 from .common import Blob, Constants, IndentedBuffer, collapse, dims_expr, step_lines
 from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
-from .cpu_seq import SEQ_EMITTERS, scratch_need, state_layout
+from .cpu_seq import SEQ_EMITTERS, emit_rnn_group, group_recurrences, scratch_need, state_layout
 
 JIT = "@njit(cache=True, nogil=True, error_model='numpy', boundscheck=False)"
+PJIT = "@njit(parallel=True, cache=True, nogil=True, error_model='numpy', boundscheck=False)"
 PART_NODES = 24  # nodes per jitted part of `run` (see CpuCodegen.generate)
 
 
@@ -40,14 +41,24 @@ class CpuCodegen:
     """Holds the state of rendering one graph: variable names, weights blob, generated kernels."""
 
     def __init__(self, g: Graph):
+        #: the node order of the graph (the manifest's): profile ticks name nodes by it
+        self.index = {n.out.name: k for k, n in enumerate(g.nodes)}
+        # independent RNN nodes side by side, each run of them one parallel region
+        # (cpu_seq.group_recurrences, emit_rnn_group)
+        g, self.rnn_groups = group_recurrences(g)
         self.g = g
+        self.producers = g.producers()
         self.values = g.values()
         self.state_slots = state_layout(g)  # stateful node -> (offset, size) in the state buffer
         #: conv output -> the pooling node that alone reads it, pooled by the conv's own driver
         self.pooled: dict[str, Node] = _fused_pools(self)
+        #: positions of nodes that run at the same time as the next one (the runs of rnn_groups)
+        self.together: set[int] = {k for k, n in enumerate(g.nodes)
+                                   if self.rnn_groups.get(n.out.name, [n.out.name])[-1] != n.out.name}
         self.plan = plan_memory(g, scratch_size=self.scratch_size, in_place_ok=self.in_place_ok,
                                 slice_ok=self.slice_ok,
-                                pooled={k: p.out.name for k, p in self.pooled.items()})
+                                pooled={k: p.out.name for k, p in self.pooled.items()},
+                                together=self.together)
         self.blob = Blob()
         self.c = Constants()
         self.kernels: dict[str, str] = {}   # kernel body (name-free) -> function name
@@ -209,7 +220,12 @@ class CpuCodegen:
         # `run` calls the model in parts of PART_NODES nodes, each its own jitted function: numba's
         # compile time grows faster than linearly with a function's length (LLVM optimizes one huge
         # function for many minutes: DenseNet121's ~560 statements), and linearly with their number.
-        parts = [g.nodes[i:i + PART_NODES] for i in range(0, len(g.nodes), PART_NODES)] or [()]
+        # (a run of recurrences that runs at once stays in one part)
+        parts: list[list[Node]] = [[]]
+        for i, node in enumerate(g.nodes):
+            if len(parts[-1]) >= PART_NODES and i - 1 not in self.together:
+                parts.append([])
+            parts[-1].append(node)
         idx = -1
         for k, part in enumerate(parts):
             self.var = {}  # every part binds the values it uses to their storage anew
@@ -220,13 +236,20 @@ class CpuCodegen:
                 for node in part:
                     idx += 1
                     if idx:
-                        self.line(f"#@tick {idx - 1}")
+                        self.line(f"#@tick {self.index[g.nodes[idx - 1].out.name]}")
                     # the node's index, not its layer's name: code that differs only in names (a model
                     # built again, re-saved, retrained) is the same code, compiled once; the manifest's
-                    # `nodes` (and graph.txt) name the layers of node k
-                    self.line(f"# node {idx}: {node.op.label}")
+                    # `nodes` (and graph.txt) name the layers of node k (the manifest's order: the
+                    # recurrences of a run are side by side here)
+                    self.line(f"# node {self.index[node.out.name]}: {node.op.label}")
                     out = self.ref(node.out.name)  # bound already if its parts wrote into it
+                    if idx - 1 in self.together:
+                        self.line("# run with the node before it")
+                        continue
                     emit = EMITTERS.get(node.op)
+                    if idx in self.together:
+                        run = [self.producers[o] for o in self.rnn_groups[node.out.name]]
+                        emit = lambda cg, _n, _o, run=run: emit_rnn_group(cg, run, [cg.ref(r.out.name) for r in run])
                     if emit is None:
                         raise CompileError(f"the CPU backend has no emitter for {node.op.label} (layer {node.layer!r})")
                     try:
@@ -238,7 +261,7 @@ class CpuCodegen:
                 if k == len(parts) - 1:
                     for j, name in self.plan.output_copies:
                         self.line(f"out{j}[:] = {self.ref(name)}.reshape(out{j}.shape)")
-                    self.line(f"#@tick {len(g.nodes) - 1}")
+                    self.line(f"#@tick {self.index[g.nodes[-1].out.name] if g.nodes else -1}")
                 self.line("return 0")
             self.body.line("")
         self.body.line(JIT)

@@ -307,6 +307,37 @@ def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]
 
 
 def emit_rnn(cg: Any, node: Node, out: str) -> None:
+    name, exprs = rnn_call(cg, node, out)
+    cg.line(f"{name}({', '.join(exprs)}, n)")
+
+
+def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
+    """Recurrences that do not read each other (a run of `group_recurrences`: a Bidirectional
+    layer's two directions) in one parallel region, one task per node: the only parallel work a
+    batch-1 call of such a model has. Their kernels are serial (BLAS on one thread inside, as
+    everywhere in numba's tasks); the memory plan frees nothing of the run before its end."""
+    from .cpu import PJIT
+    calls = [rnn_call(cg, nd, o) for nd, o in zip(nodes, outs)]
+    params = [[f"a{k}_{j}" for j in range(len(e))] for k, (_, e) in enumerate(calls)]
+    lines = [f"def {{name}}({', '.join(p for ps in params for p in ps)}, n):",
+             f"    for t in prange({len(calls)}):"]
+    for k, ((name, _), ps) in enumerate(zip(calls, params)):
+        head = "if" if k == 0 else "elif" if k < len(calls) - 1 else "else"
+        lines.append(f"        {head} t == {k}:" if head != "else" else "        else:")
+        lines.append(f"            {name}({', '.join(ps)}, n)")
+    lines.append("    return 0")
+    body = "\n".join(lines) + "\n"
+    name = cg.kernels.get(body)
+    if name is None:
+        name = f"_rnns{len(cg.kernels)}"
+        cg.kernels[body] = name
+        cg.kernel_src.append(PJIT + "\n" + body.replace("{name}", name))
+    cg.line(f"{name}({', '.join(e for _, es in calls for e in es)}, n)")
+
+
+def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str]]:
+    """(kernel name, argument expressions but `n`) of the node's recurrence kernel, defined once
+    per body."""
     from .cpu import JIT  # cpu imports this module
     geo = _RnnGeometry(node, cg.values)
     a = geo.attrs
@@ -343,7 +374,47 @@ def emit_rnn(cg: Any, node: Node, out: str) -> None:
         name = f"_rnn{len(cg.kernels)}"
         cg.kernels[body] = name
         cg.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
-    cg.line(f"{name}({', '.join(exprs)}, n)")
+    return name, exprs
+
+
+def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
+    """`g` with every RNN node delayed to just before the first node that reads it (RESHAPE views of
+    it move along), so that independent ones, such as a Bidirectional's two directions, become
+    adjacent; and, for each RNN node of a run of two or more adjacent ones, that run's outputs (the
+    codegen launches a run as one kernel; the CPU codegen as one parallel region, one task per node).
+    Each RNN still runs after its inputs, and the memory plan, made after this reordering, keeps their
+    inputs alive until then."""
+    pending: list[Node] = []        # delayed RNN nodes and views of them, in order
+    pending_names: set[str] = set()
+    order: list[Node] = []
+    groups: dict[str, list[str]] = {}
+
+    def flush() -> None:
+        rnns = [nd for nd in pending if nd.op is Op.RNN]
+        order.extend(rnns)
+        order.extend(nd for nd in pending if nd.op is not Op.RNN)
+        if len(rnns) > 1:
+            run = [nd.out.name for nd in rnns]
+            for name in run:
+                groups[name] = run
+        pending.clear()
+        pending_names.clear()
+
+    for nd in g.nodes:
+        reads = any(i in pending_names for i in nd.inputs)
+        if nd.op is Op.RESHAPE and reads:
+            pending.append(nd)
+            pending_names.add(nd.out.name)
+            continue
+        if reads:
+            flush()
+        if nd.op is Op.RNN and nd.attr("cell") != "convlstm":  # a ConvLSTM runs alone (its scratch)
+            pending.append(nd)
+            pending_names.add(nd.out.name)
+        else:
+            order.append(nd)
+    flush()
+    return g.with_nodes(order), groups
 
 
 # ---------------------------------------------------------------------- gathers and batched matmuls

@@ -32,7 +32,7 @@ from ...errors import CompileError
 from ...kernels.cuda import seq as _seq
 from ..ir import Graph, Node, Op
 from ..rules import same_pads
-from .cpu_seq import _RnnGeometry, program_lines
+from .cpu_seq import _RnnGeometry, group_recurrences, program_lines  # noqa: F401 (group_recurrences: cuda.py)
 from .common import IndentedBuffer
 
 #: at most this many threads per RNN block, and the most floats of U a thread keeps in registers
@@ -573,45 +573,6 @@ def emit_rnn(cg: Any, node: Node, out: str) -> None:
             emit_rnn_group(cg, [nd], [cg.ref(nd.out.name)])
         return
     emit_rnn_group(cg, nodes, [cg.ref(o) for o in group])
-
-
-def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
-    """`g` with every RNN node delayed to just before the first node that reads it (RESHAPE views of
-    it move along), so that independent ones, such as a Bidirectional's two directions, become
-    adjacent; and, for each RNN node of a run of two or more adjacent ones, that run's outputs (the
-    codegen launches a run as one kernel). Each RNN still runs after its inputs, and the memory plan,
-    made after this reordering, keeps their inputs alive until then."""
-    pending: list[Node] = []        # delayed RNN nodes and views of them, in order
-    pending_names: set[str] = set()
-    order: list[Node] = []
-    groups: dict[str, list[str]] = {}
-
-    def flush() -> None:
-        rnns = [nd for nd in pending if nd.op is Op.RNN]
-        order.extend(rnns)
-        order.extend(nd for nd in pending if nd.op is not Op.RNN)
-        if len(rnns) > 1:
-            run = [nd.out.name for nd in rnns]
-            for name in run:
-                groups[name] = run
-        pending.clear()
-        pending_names.clear()
-
-    for nd in g.nodes:
-        reads = any(i in pending_names for i in nd.inputs)
-        if nd.op is Op.RESHAPE and reads:
-            pending.append(nd)
-            pending_names.add(nd.out.name)
-            continue
-        if reads:
-            flush()
-        if nd.op is Op.RNN and nd.attr("cell") != "convlstm":  # a ConvLSTM runs alone (its scratch)
-            pending.append(nd)
-            pending_names.add(nd.out.name)
-        else:
-            order.append(nd)
-    flush()
-    return g.with_nodes(order), groups
 
 
 def planning_view(g: Graph, groups: dict[str, list[str]]) -> Graph:
