@@ -38,7 +38,8 @@ from ..plan import plan_memory
 from .common import Blob, Constants, IndentedBuffer, collapse, step_lines
 from .cpu import Generated, _is_depthwise, _is_pointwise, _lead, _three
 from .cpu_seq import state_layout
-from .cuda_seq import SEQ_EMITTERS, group_recurrences, planning_view, scratch_floats
+from .cpu_seq import group_recurrences
+from .cuda_seq import SEQ_EMITTERS, planning_view, scratch_floats
 
 BLOCK = 256  # threads per block of the one-thread-per-element kernels
 JIT = "@cuda.jit(cache=True)"
@@ -55,7 +56,7 @@ class CudaCodegen:
     """Holds the state of rendering one graph: variable names, weights blob, kernel instances."""
 
     def __init__(self, g: Graph):
-        # independent RNN nodes side by side, each run of them one launch (cuda_seq.group_recurrences)
+        # independent RNN nodes side by side, each run of them one launch (cpu_seq.group_recurrences)
         g, self.rnn_groups = group_recurrences(g)
         self.g = g
         self.values = g.values()

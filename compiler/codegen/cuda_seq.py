@@ -32,7 +32,7 @@ from ...errors import CompileError
 from ...kernels.cuda import seq as _seq
 from ..ir import Graph, Node, Op
 from ..rules import same_pads
-from .cpu_seq import _RnnGeometry, group_recurrences, program_lines  # noqa: F401 (group_recurrences: cuda.py)
+from .cpu_seq import _RnnGeometry, program_lines
 from .common import IndentedBuffer
 
 #: at most this many threads per RNN block, and the most floats of U a thread keeps in registers
