@@ -63,7 +63,7 @@ class CompiledModel:
         self.output_shapes: list[tuple] = [tuple(o["shape"]) for o in m["outputs"]]
         self.input_dtypes: list[np.dtype] = [np.dtype(i["dtype"]) for i in m["inputs"]]
         self._output_inner = [tuple(s[1:]) for s in self.output_shapes]
-        #: (shape past the batch, dtype) of a model with one input: `predict`'s check-free path
+        #: (shape past the batch, dtype, rank) of a model with one input: `predict`'s check-free path
         self._one_input = (tuple(self.input_shapes[0][1:]), self.input_dtypes[0], len(self.input_shapes[0])) \
             if len(self.input_shapes) == 1 else None
         self._arena_per_sample = int(m["arena_per_sample"])
