@@ -430,7 +430,9 @@ def test_bidirectional_directions_run_together(tmp_path, cache_dir):
     other, run at once in one parallel region (cpu_seq `group_recurrences`, `emit_rnn_group`); a
     recurrence that reads another's sequence never runs with it; nothing that one member of a run
     writes (its output, its scratch) shares memory with anything another member reads or writes;
-    Keras's numbers at 1 and 2 threads; the profile still names each node."""
+    Keras's numbers at 1 and 2 threads; the profile still names each node. A recurrence alone
+    (first, chained) splits its batch rows into one block per thread (`emit_rnn`): uneven blocks
+    at batch 3 and 5."""
     import re
 
     import numba
@@ -480,11 +482,12 @@ def test_bidirectional_directions_run_together(tmp_path, cache_dir):
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     src = (cm.path / "model_gen.py").read_text()
     assert len(re.findall(r"^\s+_rnns\d+\(", src[:src.index("_profiled(")], re.M)) == 2
+    assert len(re.findall(r"^\s+_rnnb\d+\(", src[:src.index("_profiled(")], re.M)) == 2
     before = numba.get_num_threads()
     try:
         for threads in (1, 2):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            for n in (1, 3):
+            for n in (1, 3, 5):
                 x = floats((n, 6, 3), seed=n)[0]
                 assert_matches(cm.predict(x), keras_predict(model, x), f"bi_runs threads={threads} batch={n}")
     finally:

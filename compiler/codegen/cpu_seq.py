@@ -306,9 +306,39 @@ def _kernel_source(geo: _RnnGeometry, c: Callable[[float], str], args: list[str]
     return buf.getvalue()
 
 
+#: arguments of a recurrence kernel that are not per batch row (weights)
+_SHARED_ARGS = ("u", "uh", "rb")
+
+
 def emit_rnn(cg: Any, node: Node, out: str) -> None:
-    name, exprs = rnn_call(cg, node, out)
-    cg.line(f"{name}({', '.join(exprs)}, n)")
+    """A recurrence alone: its batch rows split into one block per thread (each block is its own
+    recurrence: rows never mix), so that a batch runs on every core; one row, or a ConvLSTM (whose
+    conv has parallel loops of its own), runs as one call."""
+    from .cpu import PJIT
+    name, args, exprs = rnn_call(cg, node, out)
+    if node.attr("cell") == "convlstm":
+        cg.line(f"{name}({', '.join(exprs)}, n)")
+        return
+    ws = _RnnGeometry(node, cg.values).work_size
+    params = ", ".join(args)
+    sliced = ", ".join(a if a in _SHARED_ARGS else f"work[b0 * {ws}:b1 * {ws}]" if a == "work" else f"{a}[b0:b1]"
+                       for a in args)
+    body = (f"def {{name}}({params}, n, nt):\n"
+            f"    blocks = min(n, nt)\n"
+            f"    if blocks <= 1:\n"
+            f"        {name}({params}, n)\n"
+            f"    else:\n"
+            f"        for t in prange(blocks):\n"
+            f"            b0 = t * n // blocks\n"
+            f"            b1 = (t + 1) * n // blocks\n"
+            f"            {name}({sliced}, b1 - b0)\n"
+            f"    return 0\n")
+    pname = cg.kernels.get(body)
+    if pname is None:
+        pname = f"_rnnb{len(cg.kernels)}"
+        cg.kernels[body] = pname
+        cg.kernel_src.append(PJIT + "\n" + body.replace("{name}", pname))
+    cg.line(f"{pname}({', '.join(exprs)}, n, nt)")
 
 
 def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
@@ -317,7 +347,7 @@ def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
     batch-1 call of such a model has. Their kernels are serial (BLAS on one thread inside, as
     everywhere in numba's tasks); the memory plan frees nothing of the run before its end."""
     from .cpu import PJIT
-    calls = [rnn_call(cg, nd, o) for nd, o in zip(nodes, outs)]
+    calls = [(c[0], c[2]) for c in (rnn_call(cg, nd, o) for nd, o in zip(nodes, outs))]
     params = [[f"a{k}_{j}" for j in range(len(e))] for k, (_, e) in enumerate(calls)]
     lines = [f"def {{name}}({', '.join(p for ps in params for p in ps)}, n):",
              f"    for t in prange({len(calls)}):"]
@@ -335,9 +365,9 @@ def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
     cg.line(f"{name}({', '.join(e for _, es in calls for e in es)}, n)")
 
 
-def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str]]:
-    """(kernel name, argument expressions but `n`) of the node's recurrence kernel, defined once
-    per body."""
+def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str], list[str]]:
+    """(kernel name, parameter names, argument expressions) but `n` of the node's recurrence
+    kernel, defined once per body."""
     from .cpu import JIT  # cpu imports this module
     geo = _RnnGeometry(node, cg.values)
     a = geo.attrs
@@ -374,7 +404,7 @@ def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str]]:
         name = f"_rnn{len(cg.kernels)}"
         cg.kernels[body] = name
         cg.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
-    return name, exprs
+    return name, args, exprs
 
 
 def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
