@@ -8,10 +8,26 @@ import pytest
 
 import kerasjit
 from kerasjit.kernels.cpu.gemm import tiles
-from oracle import keras, save
+from oracle import assert_matches, keras, save
 
 # one xdist worker runs this module (the same models in one worker: later tests reuse the compiled code)
 pytestmark = pytest.mark.xdist_group("cpu_gemm")
+
+
+def _matches_keras(cm, m, inputs, runs) -> None:
+    """`cm`'s outputs against Keras's model `m` on `inputs(n)` (an array or a list of them) at each
+    (threads, batch) of `runs`, within design.md's tolerance (oracle.assert_matches); numba's
+    thread count restored after."""
+    before = numba.get_num_threads()
+    try:
+        for threads, n in runs:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            x = inputs(n)
+            ref = m(x)
+            ref = [np.asarray(r) for r in (ref if isinstance(ref, (list, tuple)) else [ref])]
+            assert_matches(cm.predict(x), ref, f"{m.name} threads={threads} batch={n}")
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("rows,k,m", [(1, 2048, 1000), (49, 4608, 512), (196, 2304, 256), (196, 64, 384),
@@ -57,15 +73,8 @@ def test_tilings_match_keras(threads, tmp_path, cache_dir):
     path, _ = save(m, tmp_path, "keras")
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     rng = np.random.default_rng(threads)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        for n in (1, 2):
-            x = rng.standard_normal((n, 20, 20, 3)).astype(np.float32)
-            ref = np.asarray(m(x))
-            np.testing.assert_allclose(cm.predict(x), ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
-    finally:
-        numba.set_num_threads(before)
+    _matches_keras(cm, m, lambda n: rng.standard_normal((n, 20, 20, 3)).astype(np.float32),
+                   [(threads, 1), (threads, 2)])
 
 
 def _winograd_model():
@@ -99,11 +108,8 @@ def test_winograd_convs_match_keras(tmp_path, cache_dir):
     run = src[:src.index("_profiled(")]
     assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 4  # not `tiny` nor `few_channels`
     rng = np.random.default_rng(0)
-    for n in (1, 3):
-        x = rng.standard_normal((n, 13, 12, 64)).astype(np.float32)
-        for got, ref in zip(cm.predict(x), m(x)):
-            ref = np.asarray(ref)
-            np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
+    nt = numba.get_num_threads()
+    _matches_keras(cm, m, lambda n: rng.standard_normal((n, 13, 12, 64)).astype(np.float32), [(nt, 1), (nt, 3)])
     # the four Winograd convs differ in geometry, not in array types: each driver of the generated
     # module is compiled once, not once per layer's integer arguments (numba's literal types)
     drivers = {name: f for name, f in vars(cm._module).items()
@@ -142,16 +148,8 @@ def test_winograd4_convs_match_keras(tmp_path, cache_dir):
     assert len(re.findall(r"^\s+_winof\d+\(", run, re.M)) == 4  # same, residual, valid, in_cat
     assert len(re.findall(r"^\s+_wino\d+\(", run, re.M)) == 1   # f2
     rng = np.random.default_rng(0)
-    before = numba.get_num_threads()
-    try:
-        for threads, n in ((2, 1), (1, 2), (2, 3)):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            x = rng.standard_normal((n, 26, 23, 24)).astype(np.float32)
-            for got, ref in zip(cm.predict(x), m(x)):
-                ref = np.asarray(ref)
-                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
-    finally:
-        numba.set_num_threads(before)
+    _matches_keras(cm, m, lambda n: rng.standard_normal((n, 26, 23, 24)).astype(np.float32),
+                   [(2, 1), (1, 2), (2, 3)])
 
 
 def _winograd_pool_model():
@@ -185,17 +183,9 @@ def test_winograd_pooling_fused_matches_keras(tmp_path, cache_dir):
     assert len(re.findall(r"^\s+_winop\d+\(", run, re.M)) == 1   # max_f2
     assert len(re.findall(r"^\s+_winof\d+\(", run, re.M)) == 3   # residual, two_readers, same_pool
     rng = np.random.default_rng(1)
-    before = numba.get_num_threads()
-    try:
-        for threads, n in ((2, 1), (1, 2), (2, 3)):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            x = rng.standard_normal((n, 26, 23, 24)).astype(np.float32)
-            for got, ref in zip(cm.predict(x), m(x)):
-                ref = np.asarray(ref)
-                assert got.shape == ref.shape
-                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
-    finally:
-        numba.set_num_threads(before)
+    _matches_keras(cm, m, lambda n: rng.standard_normal((n, 26, 23, 24)).astype(np.float32),
+                   [(2, 1), (1, 2), (2, 3)])
+
 
 def _rowconv_model():
     """Dense convs that run on the input lines (no im2col): 'valid' (read in place) and 'same' (a
@@ -239,18 +229,10 @@ def test_row_convs_match_keras(tmp_path, cache_dir):
     assert len(re.findall(r"^\s+_rowconv\d+\(", run, re.M)) == 16  # not `narrow` nor the 1x1s
     assert "sgemm_pk_ep(" in src
     rng = np.random.default_rng(0)
-    before = numba.get_num_threads()
-    try:
-        for threads, n in ((2, 1), (1, 2), (2, 3)):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            xs = [rng.standard_normal((n, 30, 28, 12)).astype(np.float32),
-                  rng.standard_normal((n, 40, 16)).astype(np.float32),
-                  rng.standard_normal((n, 12, 60, 16)).astype(np.float32)]
-            for got, ref in zip(cm.predict(xs), m(xs)):
-                ref = np.asarray(ref)
-                np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
-    finally:
-        numba.set_num_threads(before)
+    _matches_keras(cm, m, lambda n: [rng.standard_normal((n, 30, 28, 12)).astype(np.float32),
+                                     rng.standard_normal((n, 40, 16)).astype(np.float32),
+                                     rng.standard_normal((n, 12, 60, 16)).astype(np.float32)],
+                   [(2, 1), (1, 2), (2, 3)])
 
 
 def test_unliteral_int_args_rewrites_call_arguments_only():
@@ -320,14 +302,5 @@ def test_concatenated_convs_write_into_the_concatenation(tmp_path, cache_dir):
     assert [sliced[n][1] for n in ("expand1", "expand3", "wino", "c5", "d1", "d2")] == [0, 40, 112, 8 + 160, 0, 7]
     cm = kerasjit.compile(path, cache_dir=cache_dir)
     rng = np.random.default_rng(3)
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-            for n in (1, 3):
-                xs = rng.standard_normal((n, 10, 9, 64)).astype(np.float32)
-                for got, ref in zip(cm.predict(xs), m(xs)):
-                    ref = np.asarray(ref)
-                    np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())), rtol=0)
-    finally:
-        numba.set_num_threads(before)
+    _matches_keras(cm, m, lambda n: rng.standard_normal((n, 10, 9, 64)).astype(np.float32),
+                   [(1, 1), (1, 3), (2, 1), (2, 3)])

@@ -24,7 +24,7 @@ from .cpu_layout import emit_concat, emit_pad, emit_slice, emit_transpose
 from .cpu_seq import SEQ_EMITTERS, emit_rnn_group, group_recurrences, scratch_need, state_layout
 
 JIT = "@njit(cache=True, nogil=True, error_model='numpy', boundscheck=False)"
-PJIT = "@njit(parallel=True, cache=True, nogil=True, error_model='numpy', boundscheck=False)"
+PJIT = cpu_fused.PJIT  # the parallel form, for generated functions with prange
 PART_NODES = 24  # nodes per jitted part of `run` (see CpuCodegen.generate)
 
 
@@ -140,6 +140,16 @@ class CpuCodegen:
         main = n.inputs[0]
         return n.op is Op.FUSED and main in self.values and tuple(self.values[main].shape) == tuple(n.out.shape)
 
+    def define_kernel(self, prefix: str, body: str, parallel: bool = False) -> str:
+        """The name of the generated function `body` (its name a `{name}` placeholder), defined in the
+        module once per body: `prefix` and a number."""
+        name = self.kernels.get(body)
+        if name is None:
+            name = f"{prefix}{len(self.kernels)}"
+            self.kernels[body] = name
+            self.kernel_src.append((PJIT if parallel else JIT) + "\n" + body.replace("{name}", name))
+        return name
+
     # ------------------------------------------------------------------ fused elementwise loops
     def elementwise(self, node: Node, main: str | None, out: str) -> None:
         """Emit `out = epilogue(main)` as one generated loop; `main` None means `out` in place."""
@@ -172,12 +182,7 @@ class CpuCodegen:
                     buf.line(ln)
             buf.line(f"out[{index([False] * rank)}] = x")
             buf.level -= rank
-        body = buf.getvalue()
-        name = self.kernels.get(body)
-        if name is None:
-            name = f"_ew{len(self.kernels)}"
-            self.kernels[body] = name
-            self.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
+        name = self.define_kernel("_ew", buf.getvalue())
         call_args = [f"{out}.reshape({dims_expr(out_shape, groups, [False] * rank, 'n')})"]
         main_expr = out if main is None else self.ref(main)
         padded = [(1,) * (len(out_shape) - len(s)) + tuple(s) for s in shapes]

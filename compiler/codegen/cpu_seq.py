@@ -314,12 +314,11 @@ def emit_rnn(cg: Any, node: Node, out: str) -> None:
     """A recurrence alone: its batch rows split into one block per thread (each block is its own
     recurrence: rows never mix), so that a batch runs on every core; one row, or a ConvLSTM (whose
     conv has parallel loops of its own), runs as one call."""
-    from .cpu import PJIT
     name, args, exprs = rnn_call(cg, node, out)
     if node.attr("cell") == "convlstm":
         cg.line(f"{name}({', '.join(exprs)}, n)")
         return
-    ws = _RnnGeometry(node, cg.values).work_size
+    ws = cg.plan.scratch[node.out.name][1]  # the kernel's work floats per row, as planned
     params = ", ".join(args)
     sliced = ", ".join(a if a in _SHARED_ARGS else f"work[b0 * {ws}:b1 * {ws}]" if a == "work" else f"{a}[b0:b1]"
                        for a in args)
@@ -333,12 +332,7 @@ def emit_rnn(cg: Any, node: Node, out: str) -> None:
             f"            b1 = (t + 1) * n // blocks\n"
             f"            {name}({sliced}, b1 - b0)\n"
             f"    return 0\n")
-    pname = cg.kernels.get(body)
-    if pname is None:
-        pname = f"_rnnb{len(cg.kernels)}"
-        cg.kernels[body] = pname
-        cg.kernel_src.append(PJIT + "\n" + body.replace("{name}", pname))
-    cg.line(f"{pname}({', '.join(exprs)}, n, nt)")
+    cg.line(f"{cg.define_kernel('_rnnb', body, parallel=True)}({', '.join(exprs)}, n, nt)")
 
 
 def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
@@ -346,8 +340,7 @@ def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
     layer's two directions) in one parallel region, one task per node: the only parallel work a
     batch-1 call of such a model has. Their kernels are serial (BLAS on one thread inside, as
     everywhere in numba's tasks); the memory plan frees nothing of the run before its end."""
-    from .cpu import PJIT
-    calls = [(c[0], c[2]) for c in (rnn_call(cg, nd, o) for nd, o in zip(nodes, outs))]
+    calls = [(name, exprs) for name, _, exprs in (rnn_call(cg, nd, o) for nd, o in zip(nodes, outs))]
     params = [[f"a{k}_{j}" for j in range(len(e))] for k, (_, e) in enumerate(calls)]
     lines = [f"def {{name}}({', '.join(p for ps in params for p in ps)}, n):",
              f"    for t in prange({len(calls)}):"]
@@ -356,19 +349,13 @@ def emit_rnn_group(cg: Any, nodes: list[Node], outs: list[str]) -> None:
         lines.append(f"        {head} t == {k}:" if head != "else" else "        else:")
         lines.append(f"            {name}({', '.join(ps)}, n)")
     lines.append("    return 0")
-    body = "\n".join(lines) + "\n"
-    name = cg.kernels.get(body)
-    if name is None:
-        name = f"_rnns{len(cg.kernels)}"
-        cg.kernels[body] = name
-        cg.kernel_src.append(PJIT + "\n" + body.replace("{name}", name))
+    name = cg.define_kernel("_rnns", "\n".join(lines) + "\n", parallel=True)
     cg.line(f"{name}({', '.join(e for _, es in calls for e in es)}, n)")
 
 
 def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str], list[str]]:
     """(kernel name, parameter names, argument expressions) but `n` of the node's recurrence
     kernel, defined once per body."""
-    from .cpu import JIT  # cpu imports this module
     geo = _RnnGeometry(node, cg.values)
     a = geo.attrs
     named = dict(zip(geo.names, node.inputs))
@@ -398,13 +385,7 @@ def rnn_call(cg: Any, node: Node, out: str) -> tuple[str, list[str], list[str]]:
         off, size = cg.state_slots[node.out.name]
         args.append("state")
         exprs.append(f"state[n * {off}:n * {off + size}].reshape((n, {geo.K}, {P * F}))")
-    body = _kernel_source(geo, cg.c, args)
-    name = cg.kernels.get(body)
-    if name is None:
-        name = f"_rnn{len(cg.kernels)}"
-        cg.kernels[body] = name
-        cg.kernel_src.append(JIT + "\n" + body.replace("{name}", name))
-    return name, args, exprs
+    return cg.define_kernel("_rnn", _kernel_source(geo, cg.c, args)), args, exprs
 
 
 def group_recurrences(g: Graph) -> tuple[Graph, dict[str, list[str]]]:
